@@ -1,3 +1,5 @@
 __version__ = "0.1.0"
 
 from .core import *
+from .engine import *
+from .callbacks import *
