@@ -17,8 +17,9 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.optimizer import SGD
 from fastai.callback.schedule import fit_one_cycle
-from .core import sparsify_model, uniform_sparsity, erdos_renyi_sparsity, sparse_report, format_sparse_report
+from .core import n_active, sparsify_model, uniform_sparsity, erdos_renyi_sparsity, sparse_report, format_sparse_report
 from .data import digits_dls, fashion_mnist_dls
+from .callbacks import DynamicSparseTrainingCallback, presets
 
 # %% auto #0
 __all__ = ['models', 'methods', 'distributions', 'commands', 'lenet300', 'lenet5', 'set_mlp', 'get_dls', 'train_one', 'train',
@@ -46,7 +47,7 @@ def set_mlp(in_shape=(784,), n_out:int=10, n_hidden:int=1000, p:float=0.2)->nn.S
 models = dict(lenet300=lenet300, lenet5=lenet5, **{'set-mlp': set_mlp})
 
 # %% ../nbs/10_cli.ipynb #edb9eafc
-methods = ('dense', 'static')
+methods = ('dense', 'static', 'set', 'snfs', 'rigl')
 distributions = dict(uniform=uniform_sparsity, erk=erdos_renyi_sparsity)
 
 def _choice(name, value, accepted):
@@ -76,6 +77,7 @@ def train_one(
     bs:int=128, # batch size
     seed:int=0, # seed for weights, masks and shuffling
     quiet:bool=False, # hide fastai's progress bars
+    batches_per_update:int|None=None, # optimizer steps between topology updates (None: once per epoch)
 )->dict:
     "Train one configuration; return its accuracy, time and per-layer density"
     _choice('method', method, methods); _choice('distribution', distribution, distributions); _choice('model', model, models)
@@ -84,7 +86,8 @@ def train_one(
     xb, _ = dls.one_batch()
     net = models[model](tuple(xb.shape[1:]), len(dls.vocab) if hasattr(dls, 'vocab') else 10)
     if method != 'dense': sparsify_model(net, sparsity, sparse_f=distributions[distribution], generator=torch.Generator().manual_seed(seed))
-    learn = Learner(dls, net, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), metrics=accuracy, cbs=[])
+    cbs = [DynamicSparseTrainingCallback(**presets[method], batches_per_update=batches_per_update, seed=seed)] if method in presets else []
+    learn = Learner(dls, net, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), metrics=accuracy, cbs=cbs)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if quiet: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
@@ -92,12 +95,14 @@ def train_one(
     secs = time.perf_counter() - start
     with learn.no_bar(): acc = float(learn.validate()[1])
     return dict(method=method, sparsity=0. if method == 'dense' else sparsity, distribution=distribution, model=model,
-                data=data, epochs=epochs, seed=seed, accuracy=acc, seconds=secs, layers=sparse_report(net))
+                data=data, epochs=epochs, seed=seed, accuracy=acc, seconds=secs, layers=sparse_report(net),
+                n_updates=cbs[0].n_updates if cbs else 0)
 
 # %% ../nbs/10_cli.ipynb #f8aad381
 def _print_result(r:dict):
     "Print one training result: accuracy, time and the density table"
-    print(f"\n{r['method']} {r['model']} on {r['data']}: accuracy {r['accuracy']:.4f}  ({r['seconds']:.1f} s, {r['epochs']} epochs)")
+    upd = f", {r['n_updates']} topology updates" if r['n_updates'] else ''
+    print(f"\n{r['method']} {r['model']} on {r['data']}: accuracy {r['accuracy']:.4f}  ({r['seconds']:.1f} s, {r['epochs']} epochs{upd})")
     print(format_sparse_report(r['layers']))
 
 @call_parse
@@ -111,12 +116,13 @@ def train(
     lr:float=0.05, # peak learning rate (one-cycle, SGD momentum 0.9)
     bs:int=64, # batch size
     seed:int=0, # random seed
+    batches_per_update:int=None, # optimizer steps between topology updates (default: once per epoch)
     no_dense:bool=False, # skip the dense baseline
     json_out:str=None, # write the results as JSON to this file
 ):
     "Train a network sparsely (and a dense baseline); print accuracies and the per-layer density table"
     runs = [] if no_dense or method == 'dense' else [train_one('dense', 0., distribution, model, data, epochs, lr, bs, seed)]
-    runs.append(train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed))
+    runs.append(train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed, batches_per_update=batches_per_update))
     for r in runs: _print_result(r)
     if len(runs) == 2: print(f"\ndense accuracy {runs[0]['accuracy']:.4f}  vs  {method} at {sparsity:.0%} sparsity {runs[1]['accuracy']:.4f}")
     if json_out: open(json_out, 'w').write(json.dumps(runs, indent=1))

@@ -74,7 +74,7 @@ def test_checkpoint_is_sparse_right_after_training(tmp_path):
         assert not (sd[f'{k}.weight'][~sd[f'{k}.weight_mask']] != 0).any()
 
 def test_seed_readme_save_reload_demo(fmnist_folder, tmp_path, monkeypatch):
-    "The seed README's Save/Reload demo (static masks), on a small Fashion-MNIST image folder instead of MNIST_TINY"
+    "The seed README's Save/Reload demo (SNFS callback), on a small Fashion-MNIST image folder instead of MNIST_TINY"
     monkeypatch.chdir(tmp_path)
     path = fmnist_folder
     dls = ImageDataLoaders.from_folder(path, 'train', 'valid', bs=16, num_workers=0)
@@ -82,7 +82,10 @@ def test_seed_readme_save_reload_demo(fmnist_folder, tmp_path, monkeypatch):
         warnings.simplefilter('ignore')
         learn = cnn_learner(dls, resnet18, metrics=accuracy, pretrained=False)
     sparse_hooks = sparsify_model(learn.model, model_sparsity=0.9, sparse_f=erdos_renyi_sparsity)
-    with learn.no_bar(), learn.no_logging(): learn.fit_flat_cos(1)
+    dst_kwargs = {**SNFS_presets, **{'batches_per_update': 8}}
+    cbs = DynamicSparseTrainingCallback(**dst_kwargs)
+    with learn.no_bar(), learn.no_logging(): learn.fit_flat_cos(2, cbs=cbs)
+    assert cbs.n_updates > 0
     save_model('sparse_tiny_mnist', learn.model, learn.opt)
     val = learn.validate()
     # "manually restart notebook": a new learner, re-sparsified with fresh random masks, then loaded
