@@ -153,3 +153,22 @@ def test_seed_readme_fastai_demo(fmnist_folder):
     sparse_hooks.remove()
     assert cbs[0].n_updates > 0
     assert any(not torch.equal(a, b) for a, b in zip(masks0, sparse.weights_and_masks(learn.model)[1]))
+
+def test_fine_tune_frozen_then_unfrozen(fmnist_folder):
+    "fine_tune: frozen-body epoch (grad None for the body) then unfrozen epochs; masks exact throughout, body masks only change once unfrozen"
+    dls = ImageDataLoaders.from_folder(fmnist_folder, 'train', 'valid', bs=16, num_workers=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn = cnn_learner(dls, resnet18, metrics=accuracy, pretrained=False)
+    learn.sparsify(0.9, 'rigl', sparse_f=erdos_renyi_sparsity, batches_per_update=2, seed=0)
+    body = learn.model[0][0]
+    class BodySpy(Callback):
+        order = 31
+        def before_fit(self): self.mask0, self.frozen = body.weight_mask.clone(), not body.weight.requires_grad
+        def after_fit(self): self.changed = not torch.equal(body.weight_mask, self.mask0); self.log.append((self.frozen, self.changed))
+    spy = BodySpy(); spy.log = []
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(2, freeze_epochs=1, cbs=[Invariants(False), spy])
+    dst = learn.dynamic_sparse_training
+    assert dst.n_updates > 0
+    assert spy.log[0] == (True, False)   # frozen phase: body masks untouched
+    assert spy.log[-1][0] is False        # unfrozen phase trained the body
