@@ -13,12 +13,12 @@ from fastai.callback.core import Callback, CancelStepException
 from fastai.callback.schedule import SchedCos
 from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
-from .core import sparsify_model, uniform_sparsity
+from .core import sparsify_model, uniform_sparsity, weights_and_masks
 from .engine import (DropGrowEngine, weight_magnitude, gradient_magnitude, gradient_momentum, random_score,
                                momentum_redistribution)
 
 # %% auto #0
-__all__ = ['SET_presets', 'SNFS_presets', 'RigL_presets', 'presets', 'DynamicSparseTrainingCallback']
+__all__ = ['SET_presets', 'SNFS_presets', 'RigL_presets', 'presets', 'DynamicSparseTrainingCallback', 'DensityMonitor']
 
 # %% ../nbs/01_callbacks.ipynb #053a64d3
 class DynamicSparseTrainingCallback(Callback):
@@ -95,6 +95,27 @@ def _update(self:DynamicSparseTrainingCallback, t:int):
     if self.skip_step_on_update: raise CancelStepException()
 
 # %% ../nbs/01_callbacks.ipynb #356db9d5
+class DensityMonitor(Callback):
+    "Record the fraction of active (unmasked) weights at every training batch: per-epoch means and the mean over training"
+    order, run_valid = 25, False
+    def before_fit(self): self._new_fit = True  # validate()/get_preds() fire before_fit too: reset at the first training epoch
+    def before_train(self):
+        if getattr(self, '_new_fit', True):
+            self.total, self.epoch_density, self._new_fit = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]), [], False
+        self._sum, self._n = None, 0
+    def after_batch(self):
+        if not self.total: return
+        s = sum(m.sum() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
+        self._sum = s if self._sum is None else self._sum + s
+        self._n += 1
+    def after_train(self):
+        if self._n: self.epoch_density.append(float(self._sum) / (self._n * self.total))
+    @property
+    def mean_density(self)->float:
+        "Mean density over every training batch seen (1.0 for a model without masks)"
+        return sum(self.epoch_density) / len(self.epoch_density) if self.epoch_density and self.total else 1.
+
+# %% ../nbs/01_callbacks.ipynb #3b1d79dc
 SET_presets = dict(keep_score_f=weight_magnitude, grow_score_f=random_score)
 SNFS_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_momentum, redistribute_f=momentum_redistribution,
                     initial_drop_grow_pct=0.5)
@@ -102,7 +123,7 @@ RigL_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_magnitu
                     skip_step_on_update=True)
 presets = dict(set=SET_presets, snfs=SNFS_presets, rigl=RigL_presets)
 
-# %% ../nbs/01_callbacks.ipynb #5c7bb723
+# %% ../nbs/01_callbacks.ipynb #fa56c1be
 @patch
 @delegates(DynamicSparseTrainingCallback)
 def sparsify(self:Learner,

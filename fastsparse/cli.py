@@ -17,13 +17,14 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.optimizer import SGD
 from fastai.callback.schedule import fit_one_cycle
-from .core import n_active, sparsify_model, uniform_sparsity, erdos_renyi_sparsity, sparse_report, format_sparse_report
+from .core import n_active, weights_and_masks, sparsify_model, uniform_sparsity, erdos_renyi_sparsity, sparse_report, format_sparse_report
 from .data import digits_dls, fashion_mnist_dls
-from .callbacks import DynamicSparseTrainingCallback, presets
+from .callbacks import DynamicSparseTrainingCallback, DensityMonitor, presets
+from fastai.callback.schedule import SchedNo
 
 # %% auto #0
-__all__ = ['models', 'methods', 'distributions', 'commands', 'lenet300', 'lenet5', 'set_mlp', 'get_dls', 'train_one', 'train',
-           'main']
+__all__ = ['models', 'methods', 'distributions', 'commands', 'lenet300', 'lenet5', 'set_mlp', 'get_dls', 'SETLoss',
+           'normal_init_', 'train_one', 'train', 'main']
 
 # %% ../nbs/10_cli.ipynb #2ffb3440
 def lenet300(in_shape=(784,), n_out:int=10)->nn.Sequential:
@@ -48,17 +49,17 @@ models = dict(lenet300=lenet300, lenet5=lenet5, **{'set-mlp': set_mlp})
 
 # %% ../nbs/10_cli.ipynb #edb9eafc
 methods = ('dense', 'static', 'set', 'snfs', 'rigl')
-distributions = dict(uniform=uniform_sparsity, erk=erdos_renyi_sparsity)
+distributions = dict(uniform=uniform_sparsity, erk=erdos_renyi_sparsity, er=partial(erdos_renyi_sparsity, include_kernel=False))
 
 def _choice(name, value, accepted):
     "Raise a clear error unless `value` is one of `accepted`"
     if value not in accepted: raise ValueError(f"`{name}` must be one of {', '.join(map(str, accepted))}; got {value!r}")
     return value
 
-def get_dls(data:str='digits', bs:int=128, flatten:bool=True, seed:int=0, fmnist_path=None):
+def get_dls(data:str='digits', bs:int=128, flatten:bool=True, seed:int=0, fmnist_path=None, n_train=None, n_valid=None):
     "DataLoaders for `data`: 'digits', 'fashion-mnist', or an image folder with `train`/`valid` subfolders"
     if data == 'digits': return digits_dls(bs=bs, flatten=flatten, seed=seed)
-    if data == 'fashion-mnist': return fashion_mnist_dls(fmnist_path, bs=bs, flatten=flatten, seed=seed)
+    if data == 'fashion-mnist': return fashion_mnist_dls(fmnist_path, bs=bs, flatten=flatten, seed=seed, n_train=n_train, n_valid=n_valid)
     from pathlib import Path
     if not Path(data).is_dir(): raise ValueError(f"`data` must be 'digits', 'fashion-mnist' or an existing image folder; got {data!r}")
     from fastai.vision.data import ImageDataLoaders
@@ -66,39 +67,75 @@ def get_dls(data:str='digits', bs:int=128, flatten:bool=True, seed:int=0, fmnist
     return ImageDataLoaders.from_folder(data, 'train', 'valid', bs=bs, seed=seed, item_tfms=Resize(28), num_workers=0)
 
 # %% ../nbs/10_cli.ipynb #fcaf841b
+class SETLoss(nn.Module):
+    "The SET tutorial's loss: mean squared error between sigmoid outputs and one-hot targets"
+    def forward(self, out, y): return ((out.sigmoid() - nn.functional.one_hot(y, out.shape[-1]).float()) ** 2).mean()
+    def activation(self, x): return x.sigmoid()
+    def decodes(self, x): return x.argmax(dim=-1)
+
+def normal_init_(model:nn.Module, std:float=0.1, generator=None):
+    "Re-initialise the masked weights' active entries from N(0, std²) (SET's initialisation); masked entries stay 0"
+    with torch.no_grad():
+        for w, m in zip(*weights_and_masks(model)): w.copy_(torch.randn(w.shape, generator=generator) * std * m)
+
+# %% ../nbs/10_cli.ipynb #d63b1857
 def train_one(
     method:str='static', # one of `methods`
     sparsity:float=0.9, # model sparsity for sparse methods
-    distribution:str='erk', # 'uniform' or 'erk'
+    distribution:str='erk', # 'uniform', 'erk' or 'er'
     model:str='lenet300', # one of `models`
     data:str='digits', # 'digits', 'fashion-mnist' or an image folder
-    epochs:int=5, # epochs of one-cycle training
-    lr:float=0.05, # peak learning rate (SGD with momentum, one-cycle)
+    epochs:int=5, # training epochs
+    lr:float=0.05, # (peak) learning rate, SGD with momentum 0.9
     bs:int=128, # batch size
     seed:int=0, # seed for weights, masks and shuffling
     quiet:bool=False, # hide fastai's progress bars
     batches_per_update:int|None=None, # optimizer steps between topology updates (None: once per epoch)
+    drop_fraction:float|None=None, # override the preset's initial drop fraction
+    redistribution:bool=True, # SNFS: redistribute regrowth across layers by momentum
+    schedule:str='one_cycle', # 'one_cycle' (fastai's, moms 0.95-0.85-0.95) or 'constant'
+    constant_drop:bool=False, # constant drop fraction until the end (SET's original) instead of cosine decay to 0 at 75 %
+    wd:float=0., # weight decay
+    loss:str='ce', # 'ce' (cross-entropy) or 'set' (sigmoid + MSE, the SET tutorial's)
+    init:str|None=None, # None (PyTorch's default), 'sparse_kaiming', or 'normal' (N(0, 0.1²), SET's)
+    n_train:int|None=None, n_valid:int|None=None, # use only the first images (Fashion-MNIST)
+    dropout:float=0.2, # dropout of the 'set-mlp' model
 )->dict:
-    "Train one configuration; return its accuracy, time and per-layer density"
+    "Train one configuration; return accuracy, time, mean density during training and the per-layer table"
     _choice('method', method, methods); _choice('distribution', distribution, distributions); _choice('model', model, models)
+    _choice('schedule', schedule, ('one_cycle', 'constant')); _choice('loss', loss, ('ce', 'set')); _choice('init', init, (None, 'sparse_kaiming', 'normal'))
     torch.manual_seed(seed)
-    dls = get_dls(data, bs=bs, flatten=model != 'lenet5', seed=seed)
+    dls = get_dls(data, bs=bs, flatten=model != 'lenet5', seed=seed, n_train=n_train, n_valid=n_valid)
     xb, _ = dls.one_batch()
-    net = models[model](tuple(xb.shape[1:]), len(dls.vocab) if hasattr(dls, 'vocab') else 10)
-    if method != 'dense': sparsify_model(net, sparsity, sparse_f=distributions[distribution], generator=torch.Generator().manual_seed(seed))
-    cbs = [DynamicSparseTrainingCallback(**presets[method], batches_per_update=batches_per_update, seed=seed)] if method in presets else []
-    learn = Learner(dls, net, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), metrics=accuracy, cbs=cbs)
+    n_out = len(dls.vocab) if hasattr(dls, 'vocab') else 10
+    net = models[model](tuple(xb.shape[1:]), n_out, **({'p': dropout} if model == 'set-mlp' else {}))
+    g = torch.Generator().manual_seed(seed)
+    if method != 'dense':
+        sparsify_model(net, sparsity, sparse_f=distributions[distribution], generator=g,
+                       weight_init='sparse_kaiming' if init == 'sparse_kaiming' else None)
+        if init == 'normal': normal_init_(net, 0.1, g)
+    cbs = [DensityMonitor()]
+    if method in presets:
+        kw = {**presets[method], 'batches_per_update': batches_per_update, 'seed': seed}
+        if drop_fraction is not None: kw['initial_drop_grow_pct'] = drop_fraction
+        if method == 'snfs' and not redistribution: kw['redistribute_f'] = None
+        if constant_drop: kw.update(drop_grow_sched=SchedNo, stop_pct=1.)
+        cbs.append(DynamicSparseTrainingCallback(**kw))
+    learn = Learner(dls, net, loss_func=SETLoss() if loss == 'set' else CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9),
+                    metrics=accuracy, cbs=cbs, wd=wd)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if quiet: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
-        learn.fit_one_cycle(epochs, lr)
+        if schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr)
+        else: learn.fit(epochs, lr)
     secs = time.perf_counter() - start
-    with learn.no_bar(): acc = float(learn.validate()[1])
-    return dict(method=method, sparsity=0. if method == 'dense' else sparsity, distribution=distribution, model=model,
-                data=data, epochs=epochs, seed=seed, accuracy=acc, seconds=secs, layers=sparse_report(net),
-                n_updates=cbs[0].n_updates if cbs else 0)
+    with learn.no_bar(), learn.no_logging(): acc = float(learn.validate()[1])
+    mon = cbs[0]
+    return dict(method=method, sparsity=0. if method == 'dense' else sparsity, distribution=distribution, model=model, data=data,
+                epochs=epochs, seed=seed, accuracy=acc, seconds=secs, mean_density=mon.mean_density, epoch_density=mon.epoch_density,
+                n_updates=cbs[1].n_updates if len(cbs) > 1 else 0, layers=sparse_report(net))
 
-# %% ../nbs/10_cli.ipynb #f8aad381
+# %% ../nbs/10_cli.ipynb #7cd1ca12
 def _print_result(r:dict):
     "Print one training result: accuracy, time and the density table"
     upd = f", {r['n_updates']} topology updates" if r['n_updates'] else ''
@@ -128,8 +165,15 @@ def train(
     if json_out: open(json_out, 'w').write(json.dumps(runs, indent=1))
     return runs
 
-# %% ../nbs/10_cli.ipynb #7cd1ca12
-commands = dict(train=train)
+# %% ../nbs/10_cli.ipynb #8ce28186
+commands = dict(train=train, replicate=None)
+
+def _command(name):
+    "The function behind `fastsparse NAME`"
+    if name == 'replicate':
+        from fastsparse.replicate import replicate
+        return replicate
+    return commands[name]
 
 def main():
     "Entry point of the `fastsparse` console script: `fastsparse COMMAND [options]`"
@@ -138,7 +182,7 @@ def main():
         print(f"usage: fastsparse {{{','.join(commands)}}} [options]\n  fastsparse COMMAND --help  for the options of COMMAND")
         if args and args[0] not in ('-h', '--help'): sys.exit(f"fastsparse: unknown command {args[0]!r}")
         return
-    f = commands[args[0]]
+    f = _command(args[0])
     kw = anno_parser(f, prog=f'fastsparse {args[0]}').parse_args(args[1:]).__dict__
     kw.pop('xtra', None); kw.pop('pdb', None)
-    f.__wrapped__(**kw)
+    getattr(f, '__wrapped__', f)(**kw)
