@@ -63,12 +63,12 @@ def tensor_dls(
     seed:int|None=None, # seed of the training shuffle
 )->DataLoaders:
     "fastai `DataLoaders` over in-memory arrays, kept as float tensors"
-    xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in (x_train, x_valid)]
+    xs = [torch.tensor(np.asarray(x), dtype=torch.float32) for x in (x_train, x_valid)]
     if standardize:
         mean, std = xs[0].mean(), xs[0].std()
         xs = [(x - mean) / std for x in xs]
     xs = [x.flatten(1) if flatten else x.unsqueeze(1) for x in xs]
-    ys = [torch.as_tensor(np.asarray(y), dtype=torch.long) for y in (y_train, y_valid)]
+    ys = [torch.tensor(np.asarray(y), dtype=torch.long) for y in (y_train, y_valid)]
     trn = DataLoader(ArrayDataset(xs[0], ys[0]), bs=bs, shuffle=True, drop_last=True, device=device)
     if seed is not None: trn.rng.seed(seed)
     val = DataLoader(ArrayDataset(xs[1], ys[1]), bs=bs * 2, device=device)

@@ -44,7 +44,7 @@ def epsilon_sparsity(shapes:list[tuple[int, int]], epsilon:float)->float:
     active = sum(min(1., epsilon * (a + b) / (a * b)) * a * b for a, b in shapes)
     return 1 - active / total
 
-def set_grid(seeds=(0,), epochs=400, lrs=dict(sparse=0.05, dense=0.001), **over)->list[dict]:
+def set_grid(seeds=(0, 1), epochs=400, lrs=dict(sparse=0.05, dense=0.001), **over)->list[dict]:
     "Configurations of the SET tutorial cell: SET, static and dense on 2,000/1,000 Fashion-MNIST images"
     s = epsilon_sparsity([(1000, 784), (1000, 1000), (1000, 1000), (10, 1000)], 13)
     return [dict(set_protocol, method=m, sparsity=0. if m == 'dense' else s, epochs=epochs, seed=sd,
