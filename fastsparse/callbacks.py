@@ -59,6 +59,8 @@ def _setup_engine(self:DynamicSparseTrainingCallback):
     if self.engine is None or self.engine.model is not self.learn.model:
         self.engine = DropGrowEngine(self.learn.model, self.keep_score_f, self.grow_score_f, self.redistribute_f,
                                      self.sparse_modules, self.allow_regrow, self.seed)
+        if getattr(self, '_pending_generator', None) is not None:
+            self.engine.generator.set_state(self._pending_generator); self._pending_generator = None
 
 @patch
 def _acc_steps(self:DynamicSparseTrainingCallback)->int:
@@ -116,6 +118,21 @@ class DensityMonitor(Callback):
         return sum(self.epoch_density) / len(self.epoch_density) if self.epoch_density and self.total else 1.
 
 # %% ../nbs/01_callbacks.ipynb #3b1d79dc
+@patch
+def state_dict(self:DynamicSparseTrainingCallback)->dict:
+    "Schedule position, update count, history and the random generator's state (plain tensors and numbers)"
+    return dict(step=self.step, n_updates=self.n_updates, history=list(self.history),
+                generator=self.engine.generator.get_state() if self.engine is not None else None)
+
+@patch
+def load_state_dict(self:DynamicSparseTrainingCallback, sd:dict):
+    "Restore what `state_dict` saved (the generator state is applied when the engine is built, if it is not yet)"
+    self.step, self.n_updates, self.history = sd['step'], sd['n_updates'], list(sd['history'])
+    if sd['generator'] is not None:
+        if self.engine is not None: self.engine.generator.set_state(sd['generator'])
+        else: self._pending_generator = sd['generator']
+
+# %% ../nbs/01_callbacks.ipynb #049af733
 SET_presets = dict(keep_score_f=weight_magnitude, grow_score_f=random_score)
 SNFS_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_momentum, redistribute_f=momentum_redistribution,
                     initial_drop_grow_pct=0.5)
@@ -123,7 +140,7 @@ RigL_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_magnitu
                     skip_step_on_update=True)
 presets = dict(set=SET_presets, snfs=SNFS_presets, rigl=RigL_presets)
 
-# %% ../nbs/01_callbacks.ipynb #fa56c1be
+# %% ../nbs/01_callbacks.ipynb #813b9c37
 @patch
 @delegates(DynamicSparseTrainingCallback)
 def sparsify(self:Learner,

@@ -10,6 +10,7 @@ import math, numbers, weakref
 from collections.abc import Iterable
 from functools import wraps
 import torch
+import torch.distributed as dist
 from torch import nn, Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -17,8 +18,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
            'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
            'erdos_renyi_sparsity', 'masked_params', 'weights_and_masks', 'apply_masks', 'masked_params_of',
-           'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'sparsify_model', 'sparse_report',
-           'format_sparse_report']
+           'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'sparsify_model', 'sync_masks',
+           'sparse_report', 'format_sparse_report']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -338,8 +339,14 @@ def sparsify_model(
         if s == 0: continue  # dense layers get no mask
         m.register_buffer(f'{n}_mask', sparse_mask_like(p, s, generator=generator))
         if weight_init: sparse_kaiming_init_(p, getattr(m, f'{n}_mask'), generator=generator)
+    sync_masks(model)
     apply_masks(model)
     return MaskEnforcer(model, forward=enforce == 'forward') if enforce else None
+
+def sync_masks(model:nn.Module, src:int=0):
+    "In an initialised process group, broadcast every mask of `model` from rank `src` (no-op otherwise)"
+    if not (dist.is_available() and dist.is_initialized()): return
+    for m in weights_and_masks(model)[1]: dist.broadcast(m.view(torch.uint8), src)
 
 def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Parameter]]:
     "`(module, name, param)` for every sparseable weight, each parameter once (tied weights are masked where first seen)"

@@ -8,13 +8,14 @@ Docs: https://fastsparse.github.io/fastsparse/engine.html.md"""
 from __future__ import annotations
 import inspect, math
 import torch
+import torch.distributed as dist
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import masked_params
 
 # %% auto #0
 __all__ = ['opt_state', 'opt_hyper', 'weight_magnitude', 'gradient_magnitude', 'gradient_momentum', 'random_score',
-           'momentum_redistribution', 'DropGrowEngine']
+           'momentum_redistribution', 'shared_seed', 'DropGrowEngine']
 
 # %% ../nbs/01a_engine.ipynb #f46ff9b5
 def opt_state(opt, p:Tensor)->dict:
@@ -73,6 +74,18 @@ def momentum_redistribution(param:Tensor, mask:Tensor, opt=None)->Tensor:
     return (gradient_momentum(param, opt) * mask).sum() / mask.sum().clamp_min(1)
 
 # %% ../nbs/01a_engine.ipynb #faba447e
+def _dist_on()->bool: return dist.is_available() and dist.is_initialized()
+
+def shared_seed(seed:int|None=None)->int:
+    "`seed`, or a random seed drawn on rank 0 and broadcast to every rank of an initialised process group"
+    if seed is not None: return int(seed)
+    s = torch.randint(2**62, (1,))
+    if _dist_on():
+        s = s.cuda() if dist.get_backend() == 'nccl' else s
+        dist.broadcast(s, 0)
+    return int(s.item())
+
+# %% ../nbs/01a_engine.ipynb #4e2b2765
 def _takes_generator(f)->bool:
     "Whether score function `f` accepts a `generator` keyword"
     try: return 'generator' in inspect.signature(f).parameters
@@ -86,7 +99,7 @@ def _checked_score(f, p, opt, generator, kind)->Tensor:
                          f"got {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
     return s
 
-# %% ../nbs/01a_engine.ipynb #afb9b4bd
+# %% ../nbs/01a_engine.ipynb #b936d5c6
 class DropGrowEngine:
     "Drop the lowest keep-scores and grow the highest grow-scores in every masked layer of `model`, keeping exact budgets"
     def __init__(self,
@@ -106,7 +119,7 @@ class DropGrowEngine:
         if not ps: raise ValueError("`model` has no masked weights (in `sparse_modules`): call `sparsify_model` first")
         self.model, self.params = model, ps
         self.generator = torch.Generator(device=self.weights[0].device)
-        self.generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, (1,)).item()))
+        self.generator.manual_seed(shared_seed(seed))
         self.n_updates = 0
 
     @property
@@ -117,7 +130,7 @@ class DropGrowEngine:
         "Active weights per layer (one host sync)"
         return torch.stack([m.sum() for m in self.masks]).tolist()
 
-# %% ../nbs/01a_engine.ipynb #b936d5c6
+# %% ../nbs/01a_engine.ipynb #a86a44df
 def _select(scores:Tensor, allowed:Tensor, k:int, largest:bool)->Tensor:
     "Flat indices of the `k` largest (or smallest) `scores` among `allowed` positions: exactly `k`, ties broken by position"
     fill = float('-inf') if largest else float('inf')
@@ -140,7 +153,7 @@ def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_drop:int, n
         if isinstance(t, Tensor) and t.shape == w.shape: t.masked_fill_(grown, 0)
     return drop, grow_idx
 
-# %% ../nbs/01a_engine.ipynb #5f9f829d
+# %% ../nbs/01a_engine.ipynb #2c10ab5e
 def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     "Split `total` regrowth over layers ∝ `shares`, each at most its cap, summing exactly to `total` (largest remainder)"
     caps_left, counts, pending = list(caps), [0]*len(caps), total
@@ -156,7 +169,7 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
         free = [i for i in free if caps_left[i] > 0]
     return counts
 
-# %% ../nbs/01a_engine.ipynb #2c10ab5e
+# %% ../nbs/01a_engine.ipynb #d8e36f27
 @patch
 @torch.no_grad()
 def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
