@@ -13,7 +13,7 @@ from fastai.callback.core import Callback, CancelStepException
 from fastai.callback.schedule import SchedCos
 from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
-from .core import sparsify_model, uniform_sparsity, weights_and_masks
+from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model
 from .engine import (DropGrowEngine, weight_magnitude, gradient_magnitude, gradient_momentum, random_score,
                                momentum_redistribution)
 
@@ -56,8 +56,9 @@ class DynamicSparseTrainingCallback(Callback):
 @patch
 def _setup_engine(self:DynamicSparseTrainingCallback):
     "Build the drop/grow engine for the learner's model (once per model)"
-    if self.engine is None or self.engine.model is not self.learn.model:
-        self.engine = DropGrowEngine(self.learn.model, self.keep_score_f, self.grow_score_f, self.redistribute_f,
+    model = unwrap_model(self.learn.model)  # the same engine serves the model inside DDP/accelerate or torch.compile wrappers
+    if self.engine is None or self.engine.model is not model:
+        self.engine = DropGrowEngine(model, self.keep_score_f, self.grow_score_f, self.redistribute_f,
                                      self.sparse_modules, self.allow_regrow, self.seed)
         if getattr(self, '_pending_generator', None) is not None:
             self.engine.generator.set_state(self._pending_generator); self._pending_generator = None
@@ -118,6 +119,22 @@ class DensityMonitor(Callback):
         return sum(self.epoch_density) / len(self.epoch_density) if self.epoch_density and self.total else 1.
 
 # %% ../nbs/01_callbacks.ipynb #3b1d79dc
+def _broadcast_idxs(self, t, rank):
+    "Broadcast the list `t` from `rank`: on CUDA for NCCL (as fastai does), on the CPU for gloo"
+    import torch, torch.distributed as dist
+    t = torch.LongTensor(t)
+    if dist.get_backend() == 'nccl': t = t.cuda()
+    dist.broadcast(t, rank)
+    return t.cpu().tolist()
+
+def _patch_distributed_dl():
+    "Make fastai's `DistributedDL` broadcast over gloo on CPU-only machines"
+    from fastai.distributed import DistributedDL
+    DistributedDL._broadcast = _broadcast_idxs
+
+_patch_distributed_dl()
+
+# %% ../nbs/01_callbacks.ipynb #fa56c1be
 @patch
 def state_dict(self:DynamicSparseTrainingCallback)->dict:
     "Schedule position, update count, history and the random generator's state (plain tensors and numbers)"
@@ -132,7 +149,7 @@ def load_state_dict(self:DynamicSparseTrainingCallback, sd:dict):
         if self.engine is not None: self.engine.generator.set_state(sd['generator'])
         else: self._pending_generator = sd['generator']
 
-# %% ../nbs/01_callbacks.ipynb #049af733
+# %% ../nbs/01_callbacks.ipynb #813b9c37
 SET_presets = dict(keep_score_f=weight_magnitude, grow_score_f=random_score)
 SNFS_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_momentum, redistribute_f=momentum_redistribution,
                     initial_drop_grow_pct=0.5)
@@ -140,7 +157,7 @@ RigL_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_magnitu
                     skip_step_on_update=True)
 presets = dict(set=SET_presets, snfs=SNFS_presets, rigl=RigL_presets)
 
-# %% ../nbs/01_callbacks.ipynb #813b9c37
+# %% ../nbs/01_callbacks.ipynb #8d43f2dc
 @patch
 @delegates(DynamicSparseTrainingCallback)
 def sparsify(self:Learner,

@@ -18,8 +18,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
            'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
            'erdos_renyi_sparsity', 'masked_params', 'weights_and_masks', 'apply_masks', 'masked_params_of',
-           'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'sparsify_model', 'sync_masks',
-           'sparse_report', 'format_sparse_report']
+           'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model',
+           'sync_masks', 'sparse_report', 'format_sparse_report']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -295,6 +295,13 @@ def sparse_kaiming_init_(
     return weight
 
 # %% ../nbs/00_core.ipynb #bcf1aa8a
+def unwrap_model(model:nn.Module)->nn.Module:
+    "The module inside `DistributedDataParallel`, `DataParallel` and `torch.compile` wrappers"
+    while True:
+        inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None)
+        if not isinstance(inner, nn.Module): return model
+        model = inner
+
 def _model_of(model_or_learner)->nn.Module:
     "The `nn.Module` of a module or of a fastai `Learner`"
     if isinstance(model_or_learner, nn.Module): return model_or_learner

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn, Tensor
 import torch.distributed as dist
-from .core import masked_params, apply_masks
+from .core import masked_params, apply_masks, unwrap_model
 from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude, shared_seed
 
 # %% auto #0
@@ -26,13 +26,6 @@ def constant_sched(start:float, end:float):
     return lambda pct: start
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
-def _unwrap(model:nn.Module)->nn.Module:
-    "The module inside DistributedDataParallel / DataParallel / torch.compile wrappers"
-    while True:
-        inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None)
-        if not isinstance(inner, nn.Module): return model
-        model = inner
-
 class DynamicSparseTrainingOptimizerWrapper:
     "Wraps a torch optimizer: every `batches_per_update` steps, `step()` updates the sparse topology (SET, SNFS, RigL)"
     def __init__(self,
@@ -53,7 +46,7 @@ class DynamicSparseTrainingOptimizerWrapper:
     ):
         if not isinstance(batches_per_update, int) or batches_per_update < 1: raise ValueError(f"`batches_per_update` must be a positive int, got {batches_per_update!r}")
         if not 0 < stop_pct <= 1: raise ValueError(f"`stop_pct` must be in (0, 1], got {stop_pct!r}")
-        self.model, self.opt = _unwrap(model), opt
+        self.model, self.opt = unwrap_model(model), opt
         self.batches_per_update, self.stop_pct, self.skip_step_on_update, self.total_steps = batches_per_update, stop_pct, skip_step_on_update, total_steps
         self.sched = drop_grow_sched(initial_drop_grow_pct, 0.)
         self.engine = DropGrowEngine(self.model, keep_score_f, grow_score_f, redistribute_f, sparse_modules, allow_regrow, seed)
