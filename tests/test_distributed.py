@@ -6,6 +6,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
 def _checksums(model):
     from fastsparse import weights_and_masks
     ws, ms = weights_and_masks(model)
@@ -33,11 +37,12 @@ def _ddp_worker(rank, world, port, method, out):
     res['n_updates'] = so.n_updates
     res['changed'] = any(not torch.equal(a, b) for a, b in zip(m0, model.buffers()))
     Path(out, f'{method}_{rank}.json').write_text(json.dumps(res))
+    dist.barrier()
     dist.destroy_process_group()
 
 @pytest.mark.parametrize('method', ['SET', 'RigL', 'SET-per-rank-seed'])
 def test_ddp_two_ranks_identical_masks(tmp_path, method):
-    port = 29500 + (os.getpid() % 1000) + 7 * ['SET', 'RigL', 'SET-per-rank-seed'].index(method)
+    port = _free_port()
     mp.spawn(_ddp_worker, args=(2, port, method, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = [json.loads((tmp_path/f'{method}_{r}.json').read_text()) for r in (0, 1)]
     assert r0['n_updates'] == 7 and r0['changed']  # steps 3, 6, ..., 21 (< 75 % of 30)
@@ -52,7 +57,7 @@ def test_ddp_two_ranks_identical_masks(tmp_path, method):
 def test_fastai_distrib_ctx_two_ranks(tmp_path, method):
     "fastai's learn.distrib_ctx(cpu=True) under torchrun on a CPU-only machine (gloo), with fastsparse's DistributedDL fix"
     script = Path(__file__).parent/'fastai_distrib_script.py'
-    port = 30500 + (os.getpid() % 1000) + (11 if method == 'RigL' else 0)
+    port = _free_port()
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(port),
                         str(script), str(tmp_path), method], env=env, capture_output=True, text=True, timeout=300)
