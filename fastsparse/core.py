@@ -19,7 +19,7 @@ __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'm
            'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
            'erdos_renyi_sparsity', 'masked_params', 'weights_and_masks', 'apply_masks', 'masked_params_of',
            'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model',
-           'sync_masks', 'sparse_report', 'format_sparse_report']
+           'sync_masks', 'topk_mask', 'sparse_report', 'format_sparse_report']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -246,8 +246,9 @@ class MaskEnforcer:
     def _register(self): self._opts = weakref.WeakKeyDictionary(); _enforcers.add(self)
 
     def __call__(self, module, args):
-        "Forward pre-hook: zero masked weights (skipped while `torch.compile` traces)"
-        if not torch.compiler.is_compiling(): apply_masks(self.model)
+        "Forward pre-hook: zero masked weights (not inside a `torch.compile`d graph: see below)"
+        if torch.compiler.is_compiling(): return
+        apply_masks(self.model)
 
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
@@ -325,6 +326,7 @@ def sparsify_model(
     enforce_masks:bool|str|None=None, # True/'step': re-mask after optimizer steps and loads; 'forward': also before every forward; False: never
     additional_types:Iterable[type]=(), # extra module types whose `weight` is made sparse
     weight_init:str|None=None, # None keeps the current weights; 'sparse_kaiming' re-initialises active weights with `sparse_kaiming_init_`
+    mask_init:str='random', # 'random'; 'magnitude': keep each layer's largest |w|; 'magnitude_global': one |w| threshold for all layers
     generator:torch.Generator|None=None, # random generator for the masks (and `weight_init`)
     sparsify_method=None, sparse_init_f=None, enforce_mask=None, # older spellings of `sparse_f` and `enforce_masks`
 )->MaskEnforcer:
@@ -335,6 +337,8 @@ def sparsify_model(
     enforce = _alias('enforce_masks', enforce_masks, dict(enforce_mask=enforce_mask), True)
     if enforce not in _enforce_modes: raise ValueError(f"`enforce_masks` must be one of {_enforce_modes}, got {enforce!r}")
     if weight_init not in (None, 'sparse_kaiming'): raise ValueError(f"`weight_init` must be None or 'sparse_kaiming', got {weight_init!r}")
+    if mask_init not in _mask_inits: raise ValueError(f"`mask_init` must be one of {_mask_inits}, got {mask_init!r}")
+    if weight_init and mask_init != 'random': raise ValueError("`weight_init` re-initialises weights, which defeats a `mask_init` chosen from the current (e.g. pretrained) weights")
     if not callable(sparse_f): raise TypeError(f"`sparse_f` must be a function f(params, model_sparsity) -> list of sparsities, got {sparse_f!r}")
     if masked_params(model): raise ValueError("the model is already sparse (it has weight masks); sparsifying it again would mask twice. "
                                               "Start from the dense model, or keep the existing masks.")
@@ -342,10 +346,13 @@ def sparsify_model(
     if not targets: raise ValueError(f"`model_or_learner` has no sparseable layer (types: {[t.__name__ for t in sparseable_types]}); "
                                      "pass other layer types in `additional_types`")
     params = [p for m, n, p in targets]
-    for (m, n, p), s in zip(targets, _check_sparsities(sparse_f(params, model_sparsity), params, sparse_f)):
+    if mask_init == 'magnitude_global': ss = _global_magnitude_sparsities(params, model_sparsity)
+    else: ss = _check_sparsities(sparse_f(params, model_sparsity), params, sparse_f)
+    for (m, n, p), s in zip(targets, ss):
         if s == 0: continue  # dense layers get no mask
-        m.register_buffer(f'{n}_mask', sparse_mask_like(p, s, generator=generator))
-        if weight_init: sparse_kaiming_init_(p, getattr(m, f'{n}_mask'), generator=generator)
+        mask = sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
+        m.register_buffer(f'{n}_mask', mask)
+        if weight_init: sparse_kaiming_init_(p, mask, generator=generator)
     sync_masks(model)
     apply_masks(model)
     return MaskEnforcer(model, forward=enforce == 'forward') if enforce else None
@@ -354,6 +361,21 @@ def sync_masks(model:nn.Module, src:int=0):
     "In an initialised process group, broadcast every mask of `model` from rank `src` (no-op otherwise)"
     if not (dist.is_available() and dist.is_initialized()): return
     for m in weights_and_masks(model)[1]: dist.broadcast(m.view(torch.uint8), src)
+
+_mask_inits = ('random', 'magnitude', 'magnitude_global')
+
+def topk_mask(scores:Tensor, k:int)->Tensor:
+    "Bool mask of the `k` largest entries of `scores` (exactly `k`, ties broken by position)"
+    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    if k: mask[scores.reshape(-1).float().topk(k, sorted=False).indices] = True
+    return mask.view(scores.shape)
+
+def _global_magnitude_sparsities(params, model_sparsity)->list[float]:
+    "Per-layer sparsities that one |w| threshold across all `params` gives, keeping exactly `n_active(total, model_sparsity)` weights"
+    flat = torch.cat([p.detach().abs().reshape(-1).float().cpu() for p in params])
+    keep = topk_mask(flat, n_active(flat.numel(), model_sparsity))
+    counts = [int(c) for c in torch.stack([k.sum() for k in keep.split([p.numel() for p in params])])]
+    return [1 - c / p.numel() for c, p in zip(counts, params)]
 
 def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Parameter]]:
     "`(module, name, param)` for every sparseable weight, each parameter once (tied weights are masked where first seen)"
