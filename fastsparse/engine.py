@@ -131,29 +131,57 @@ class DropGrowEngine:
         return torch.stack([m.sum() for m in self.masks]).tolist()
 
 # %% ../nbs/01a_engine.ipynb #a86a44df
-def _select(scores:Tensor, allowed:Tensor, k:int, largest:bool)->Tensor:
-    "Flat indices of the `k` largest (or smallest) `scores` among `allowed` positions: exactly `k`, ties broken by position"
-    fill = float('-inf') if largest else float('inf')
-    s = torch.where(allowed, scores.float(), torch.full((), fill, device=scores.device))
-    return s.topk(k, largest=largest, sorted=False).indices
+def _subset_topk(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool)->Tensor:
+    "Flat indices of the `k` largest (smallest) `scores` among the `n_allowed` `allowed` positions, via the allowed subset only"
+    idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
+    return idx[scores[idx].topk(k, largest=largest, sorted=False).indices]
 
+def _threshold_topk(scores:Tensor, allowed:Tensor, k:int)->Tensor|None:
+    "Flat indices of the `k` largest `scores` among `allowed`: a threshold from a strided sample keeps ~2k candidates, then an exact `topk` among them; None if too few candidates passed"
+    n = scores.numel()
+    stride = max(1, n // 65536)
+    sample = scores[::stride][allowed[::stride]]
+    if sample.numel() == 0: return None
+    kk = min(sample.numel(), math.ceil(2 * k / stride) + 16)  # about 2k of all allowed scores lie above the sample's kk-th largest
+    tau = sample.topk(kk, sorted=False).values.min()
+    above = torch.nonzero((scores > tau) & allowed).squeeze(1)
+    if above.numel() >= k: return above[scores[above].topk(k, sorted=False).indices]
+    ties = torch.nonzero((scores == tau) & allowed).squeeze(1)  # the k-th largest score is tau itself: fill with ties
+    if above.numel() + ties.numel() < k: return None
+    return torch.cat([above, ties[:k - above.numel()]])
+
+def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool)->Tensor:
+    "Flat indices of exactly `k` largest (or smallest) `scores` among `allowed` positions, never by a full sort"
+    if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
+    scores = scores.float()
+    if n_allowed * 4 <= scores.numel() or scores.numel() < 65536 * 4: return _subset_topk(scores, allowed, n_allowed, k, largest)
+    if scores.device.type == 'cpu':  # CPU topk with a large k over millions of elements is slow: prune candidates first
+        res = _threshold_topk(scores if largest else -scores, allowed, k)
+        if res is not None: return res
+    fill = float('-inf') if largest else float('inf')
+    return torch.where(allowed, scores, torch.full((), fill, device=scores.device)).topk(k, largest=largest, sorted=False).indices
+
+# %% ../nbs/01a_engine.ipynb #d8e36f27
 @torch.no_grad()
-def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_drop:int, n_grow:int, allow_regrow:bool, opt)->tuple[Tensor, Tensor]:
+def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int, n_drop:int, n_grow:int, allow_regrow:bool, opt)->tuple[Tensor, Tensor]:
     "Drop `n_drop` active and grow `n_grow` inactive positions of one layer in place; return (dropped, grown) flat indices"
     active = mask.reshape(-1)
-    drop = _select(keep.reshape(-1), active, n_drop, largest=False)
-    new = active.clone(); new[drop] = False
-    grow_idx = _select(grow.reshape(-1), ~(new if allow_regrow else active), n_grow, largest=True)
-    new[grow_idx] = True
-    grown = torch.zeros_like(new); grown[grow_idx] = True
-    grown = grown.view(mask.shape)
-    mask.copy_(new.view(mask.shape))
-    w.masked_fill_(~mask | grown, 0)  # dropped and grown weights are 0
+    drop = _select(keep.reshape(-1), active, n_active, n_drop, largest=False)
+    cand = ~active
+    if allow_regrow: cand[drop] = True
+    grow_idx = _select(grow.reshape(-1), cand, mask.numel() - n_active + (n_drop if allow_regrow else 0), n_grow, largest=True)
+    _put(mask, drop, False); _put(mask, grow_idx, True)
+    _put(w, drop, 0); _put(w, grow_idx, 0)  # dropped and grown weights are 0
     for t in opt_state(opt, w).values():  # every parameter-shaped state tensor starts at 0 for grown weights
-        if isinstance(t, Tensor) and t.shape == w.shape: t.masked_fill_(grown, 0)
+        if isinstance(t, Tensor) and t.shape == w.shape: _put(t, grow_idx, 0)
     return drop, grow_idx
 
-# %% ../nbs/01a_engine.ipynb #2c10ab5e
+def _put(t:Tensor, flat_idx:Tensor, value):
+    "Set `t` at flat (row-major) indices `flat_idx` to `value`, in place, whatever `t`'s memory layout (e.g. channels_last)"
+    if t.is_contiguous(): t.view(-1)[flat_idx] = value
+    else: t[torch.unravel_index(flat_idx, t.shape)] = value
+
+# %% ../nbs/01a_engine.ipynb #a531f084
 def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     "Split `total` regrowth over layers ∝ `shares`, each at most its cap, summing exactly to `total` (largest remainder)"
     caps_left, counts, pending = list(caps), [0]*len(caps), total
@@ -169,7 +197,7 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
         free = [i for i in free if caps_left[i] > 0]
     return counts
 
-# %% ../nbs/01a_engine.ipynb #d8e36f27
+# %% ../nbs/01a_engine.ipynb #347120a4
 @patch
 @torch.no_grad()
 def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
@@ -189,12 +217,12 @@ def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         grows = _grow_counts(shares, sum(drops), caps)
         if sum(grows) < sum(drops): raise RuntimeError("not enough inactive weights to regrow what was dropped")
     res = dict(dropped=[], grown=[])
-    for w, m, d, g in zip(ws, ms, drops, grows):
+    for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
         if not w.requires_grad and (d or g): raise RuntimeError("a frozen layer cannot change its topology")
         if d == 0 and g == 0: res['dropped'].append(0); res['grown'].append(0); continue
         keep = _checked_score(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
         grow = _checked_score(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
-        _update_layer(w, m, keep, grow, d, g, self.allow_regrow, opt)
+        _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt)
         res['dropped'].append(d); res['grown'].append(g)
     self.n_updates += 1
     return res
