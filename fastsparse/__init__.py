@@ -4,3 +4,5 @@ from .core import *
 from .engine import *
 from .callbacks import *
 from .wrapper import *
+from .diagnostics import *
+from .export import *

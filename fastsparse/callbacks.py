@@ -94,7 +94,7 @@ def _update(self:DynamicSparseTrainingCallback, t:int):
     f = self.drop_fraction(t)
     res = self.engine.update(f, self.learn.opt)
     self.n_updates += 1
-    self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped'])))
+    self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped']), active=sum(res['active'])))
     if self.skip_step_on_update: raise CancelStepException()
 
 # %% ../nbs/01_callbacks.ipynb #356db9d5

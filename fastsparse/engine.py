@@ -216,7 +216,7 @@ def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         caps = [c if w.requires_grad else 0 for w, c in zip(ws, caps)]
         grows = _grow_counts(shares, sum(drops), caps)
         if sum(grows) < sum(drops): raise RuntimeError("not enough inactive weights to regrow what was dropped")
-    res = dict(dropped=[], grown=[])
+    res = dict(dropped=[], grown=[], active=budgets)
     for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
         if not w.requires_grad and (d or g): raise RuntimeError("a frozen layer cannot change its topology")
         if d == 0 and g == 0: res['dropped'].append(0); res['grown'].append(0); continue

@@ -1,0 +1,30 @@
+"CPU inference of an exported 95 %-sparse MLP (sparse CSR Linear layers) vs the dense model, at batch 1, 16 and 64"
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+import torch
+from torch import nn
+from common import parser, setup, timeit, machine, median
+from fastsparse import sparsify_model, erdos_renyi_sparsity
+from fastsparse.export import export_sparse
+
+if __name__ == '__main__':
+    p = parser(__doc__); p.add_argument('--reps', type=int, default=300)
+    args = p.parse_args(); dev = setup(args)
+    reps = 20 if args.quick else args.reps
+    res = []
+    for name, widths in (('784-300-100-10', (784, 300, 100, 10)), ('784-1000-1000-1000-10', (784, 1000, 1000, 1000, 10))):
+        torch.manual_seed(0)
+        layers = []
+        for a, b in zip(widths[:-1], widths[1:]): layers += [nn.Linear(a, b), nn.ReLU()]
+        net = nn.Sequential(*layers[:-1]).to(dev).eval()
+        dense = nn.Sequential(*[l for l in net]).eval()
+        sparsify_model(net, 0.95, sparse_f=erdos_renyi_sparsity)
+        sp = export_sparse(net)
+        for bs in (1, 16, 64):
+            x = torch.randn(bs, widths[0], device=dev)
+            with torch.inference_mode():
+                td = median([timeit(lambda: dense(x), dev, reps // 5) for _ in range(5)])
+                ts = median([timeit(lambda: sp(x), dev, reps // 5) for _ in range(5)])
+            res.append(f"{name} bs {bs}: {td / ts:.2f}x")
+    print(f"export 95% ERK MLPs, sparse CSR vs dense inference on {machine(dev)} (>1 = exported faster): " + '; '.join(res))
