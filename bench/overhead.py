@@ -22,7 +22,7 @@ def build(model, dev):
     from torchvision.models import resnet18
     return resnet18(num_classes=10).to(dev), (3, 32, 32)
 
-def learner(kind, model, dev, bs, steps, seed=0):
+def learner(kind, model, dev, bs, steps, seed=0, compile=False):
     torch.manual_seed(seed)
     net, shape = build(model, dev)
     x = torch.randn(bs * steps, *shape, device=dev); y = torch.randint(0, 10, (bs * steps,), device=dev)
@@ -33,6 +33,7 @@ def learner(kind, model, dev, bs, steps, seed=0):
     if kind == 'rigl': cbs = [DynamicSparseTrainingCallback(**{**RigL_presets, 'stop_pct': 1.0}, batches_per_update=25, seed=0)]
     learn = Learner(DataLoaders(dl, vdl, device=dev), net, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), cbs=cbs)
     learn.remove_cbs([c for c in learn.cbs if type(c).__name__ in ('ProgressCallback',)])
+    if compile: learn.model = torch.compile(learn.model)
     return learn
 
 def round_time(learn, dev):
@@ -44,17 +45,18 @@ if __name__ == '__main__':
     p = parser(__doc__)
     p.add_argument('--model', default=None, choices=['mlp', 'lenet5', 'resnet18'])
     p.add_argument('--rounds', type=int, default=15); p.add_argument('--steps', type=int, default=200)
+    p.add_argument('--compile', action='store_true', help="torch.compile the model in all three variants")
     args = p.parse_args(); dev = setup(args)
     model = args.model or ('resnet18' if dev.type == 'cuda' else 'mlp')
     bs = 256 if model == 'resnet18' else 128
     rounds, steps = (2, 30) if args.quick else (args.rounds, args.steps)
-    learners = {k: learner(k, model, dev, bs, steps) for k in ('dense', 'static', 'rigl')}
+    learners = {k: learner(k, model, dev, bs, steps, compile=args.compile) for k in ('dense', 'static', 'rigl')}
     for l in learners.values(): round_time(l, dev)  # warm-up
     times = {k: [] for k in learners}
     for _ in range(rounds):
         for k, l in learners.items(): times[k].append(round_time(l, dev))
     d = median(times['dense'])
     n_upd = learners['rigl'].dynamic_sparse_training.n_updates
-    print(f"overhead {model} bs {bs} on {machine(dev)}: dense step {1e3 * d / steps:.3f} ms; "
+    print(f"overhead {model}{' compiled' if args.compile else ''} bs {bs} on {machine(dev)}: dense step {1e3 * d / steps:.3f} ms; "
           f"static {median(times['static']) / d:.3f}x, RigL every 25 steps {median(times['rigl']) / d:.3f}x "
           f"(median of {rounds} alternating rounds of {steps} steps; {n_upd} RigL updates)")

@@ -236,8 +236,9 @@ class MaskEnforcer:
     "Keeps the masked weights of `model` at zero after optimizer steps and loads (and before every forward if `forward`)"
     def __init__(self, model:nn.Module, forward:bool=False):
         self.model, self.forward, self.removed = model, forward, False
+        self.params = masked_params(model)  # (module, name) pairs are fixed once sparsified; tensors are read at each use
         self.handles = []
-        for m in {id(m): m for m, n in masked_params(model)}.values():
+        for m in {id(m): m for m, n in self.params}.values():
             self.handles.append(m.register_load_state_dict_post_hook(_MaskAfterLoad()))
         if forward: self.handles.append(model.register_forward_pre_hook(self))
         model._sparse_enforcer = self
@@ -248,11 +249,15 @@ class MaskEnforcer:
     def __call__(self, module, args):
         "Forward pre-hook: zero masked weights (not inside a `torch.compile`d graph: see below)"
         if torch.compiler.is_compiling(): return
-        apply_masks(self.model)
+        _mask_(*self._weights_and_masks())
+
+    def _weights_and_masks(self):
+        "Current weight and mask tensors (read from the modules: `model.to(...)` replaces buffers)"
+        return [getattr(m, n) for m, n in self.params], [getattr(m, f'{n}_mask') for m, n in self.params]
 
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
-        ws, ms = weights_and_masks(self.model)
+        ws, ms = self._weights_and_masks()
         if self._updates(opt, ws): _mask_(ws, ms)
 
     def _updates(self, opt, ws)->bool:
@@ -277,7 +282,7 @@ class MaskEnforcer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         if not self.removed: self._register()
-    def __repr__(self): return f"MaskEnforcer({len(masked_params(self.model))} masked weights, forward={self.forward}, removed={self.removed})"
+    def __repr__(self): return f"MaskEnforcer({len(self.params)} masked weights, forward={self.forward}, removed={self.removed})"
 
 # %% ../nbs/00_core.ipynb #77adc88d
 def sparse_kaiming_init_(
