@@ -217,9 +217,11 @@ _patch_fastai_optimizer()
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
-    "`load_state_dict` post-hook of a sparse layer: zero its masked weights"
+    "`load_state_dict` post-hook of a sparse layer: zero its masked weights and refresh its recorded sparsity"
     def __call__(self, module, incompatible_keys):
-        _mask_(*weights_and_masks_of(module))
+        ws, ms = weights_and_masks_of(module)
+        _mask_(ws, ms)
+        for (m, n), k in zip(masked_params_of(module), ms): setattr(m, f'{n}_sparsity', sparsity_from_tensor(k))
 
 def masked_params_of(module:nn.Module)->list[tuple[nn.Module, str]]:
     "`(module, name)` of the masked weights that belong to `module` itself (not its children)"
@@ -357,6 +359,7 @@ def sparsify_model(
         if s == 0: continue  # dense layers get no mask
         mask = sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
         m.register_buffer(f'{n}_mask', mask)
+        setattr(m, f'{n}_sparsity', 1 - n_active(p.numel(), s) / p.numel())  # kept in sync by topology updates and loads
         if weight_init: sparse_kaiming_init_(p, mask, generator=generator)
     sync_masks(model)
     apply_masks(model)

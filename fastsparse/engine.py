@@ -224,5 +224,6 @@ def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         grow = _checked_score(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
         _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt)
         res['dropped'].append(d); res['grown'].append(g)
+    for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
     self.n_updates += 1
     return res
