@@ -178,7 +178,7 @@ def weights_and_masks(model:nn.Module)->tuple[list[nn.Parameter], list[Tensor]]:
 def _mask_(ws:list[Tensor], ms:list[Tensor]):
     "Zero the masked entries of weights `ws` in place (one foreach kernel; bool masks viewed as uint8 for speed)"
     if not ws: return
-    with torch.no_grad(): torch._foreach_mul_([w.data for w in ws], [m.view(torch.uint8) for m in ms])
+    with torch.no_grad(): torch._foreach_mul_(ws, [m.view(torch.uint8) for m in ms])
 
 def apply_masks(model:nn.Module):
     "Set every masked weight of `model` to zero"
@@ -249,8 +249,7 @@ class MaskEnforcer:
     def _register(self): self._opts = weakref.WeakKeyDictionary(); _enforcers.add(self)
 
     def __call__(self, module, args):
-        "Forward pre-hook: zero masked weights (not inside a `torch.compile`d graph: see below)"
-        if torch.compiler.is_compiling(): return
+        "Forward pre-hook: zero masked weights (traced into the graph, without a break, under `torch.compile`)"
         _mask_(*self._weights_and_masks())
 
     def _weights_and_masks(self):

@@ -65,3 +65,15 @@ def test_fastai_compiled_model_with_callback():
     assert dst.n_updates > 0 and dst.engine.model is learn.model._orig_mod
     assert abs(mon.mean_density - 0.1) < 1e-3
     for w, m in zip(*weights_and_masks(learn.model)): assert not (w[~m] != 0).any()
+
+def test_forward_mode_masks_inside_compiled_graph():
+    "enforce_masks='forward' under torch.compile: a hand-written update is masked by the compiled forward itself"
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    sparsify_model(m, 0.8, enforce_masks='forward')
+    cm = torch.compile(m)
+    cm(torch.randn(4, 16))
+    with torch.no_grad(): m[0].weight.add_(1.)  # bypasses every optimizer hook
+    out = cm(torch.randn(4, 16)); out.sum().backward()
+    assert not (m[0].weight[~m[0].weight_mask] != 0).any() and m[0].weight.grad is not None
