@@ -16,3 +16,9 @@ def test_ci_runs_readme_test_command():
     cmds = re.findall(r'```bash\n(.*?)\n```', readme.split('## Quick start')[1], flags=re.S)[:2]
     assert len(cmds) == 2
     assert cmds[1].strip() in (ROOT/'.ci'/'run').read_text()
+
+def test_performance_page_is_readme_section():
+    nb = json.loads((ROOT/'nbs'/'14_performance.ipynb').read_text())
+    page = ''.join(nb['cells'][0]['source'])
+    section = (ROOT/'README.md').read_text().split('## Performance', 1)[1].split('\n## ', 1)[0].strip()
+    assert section in page
