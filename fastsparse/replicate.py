@@ -67,7 +67,7 @@ def run_grid(cfgs:list[dict], out, workers:int=2, log=print)->list[dict]:
     done = {_run_key(r['config']): r for r in load_runs(out)}
     todo = [c for c in cfgs if _run_key(c) not in done]
     log(f"{len(cfgs) - len(todo)} of {len(cfgs)} runs already done; running {len(todo)} with {workers} worker(s)")
-    with ProcessPoolExecutor(workers) as ex:
+    with ProcessPoolExecutor(workers, max_tasks_per_child=1) as ex:  # a fresh process per run: no memory carried over
         for r in ex.map(_train, todo):
             with open(fn, 'a') as f: f.write(json.dumps(r) + '\n')
             done[_run_key(r['config'])] = r
