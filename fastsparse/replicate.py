@@ -68,7 +68,8 @@ def run_grid(cfgs:list[dict], out, workers:int=2, log=print)->list[dict]:
     todo = [c for c in cfgs if _run_key(c) not in done]
     log(f"{len(cfgs) - len(todo)} of {len(cfgs)} runs already done; running {len(todo)} with {workers} worker(s)")
     with ProcessPoolExecutor(workers, max_tasks_per_child=1) as ex:  # a fresh process per run: no memory carried over
-        for r in ex.map(_train, todo):
+        from fastsparse.replicate import _train as train_fn  # importable by spawned workers, also when this runs in a notebook
+        for r in ex.map(train_fn, todo):
             with open(fn, 'a') as f: f.write(json.dumps(r) + '\n')
             done[_run_key(r['config'])] = r
             log(f"{r['model']:>9} {r['method_label']:>14} {r['sparsity']:.4f} seed {r['seed']} ep {r['epochs']:>3}: "
