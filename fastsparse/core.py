@@ -17,9 +17,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 # %% auto #0
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
            'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
-           'erdos_renyi_sparsity', 'masked_params', 'weights_and_masks', 'apply_masks', 'masked_params_of',
-           'weights_and_masks_of', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model',
-           'sync_masks', 'topk_mask', 'sparse_report', 'format_sparse_report']
+           'erdos_renyi_sparsity', 'masked_params_of', 'masked_params', 'weights_and_masks', 'weights_and_masks_of',
+           'apply_masks', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks',
+           'topk_mask', 'sparse_report', 'format_sparse_report']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -164,15 +164,26 @@ def _check_sparsities(ss, params, f)->list[float]:
     return [_check_sparsity(s, f'sparse_f ({name}) output [{i}]') for i, s in enumerate(ss)]
 
 # %% ../nbs/00_core.ipynb #ab8ff74e
+def masked_params_of(module:nn.Module)->list[tuple[nn.Module, str]]:
+    "`(module, name)` of the masked weights that belong to `module` itself (not its children)"
+    return [(module, n) for n in _weight_names(module)
+            if isinstance(getattr(module, n, None), nn.Parameter) and isinstance(getattr(module, f'{n}_mask', None), Tensor)]
+
 def masked_params(model:nn.Module)->list[tuple[nn.Module, str]]:
     "`(module, weight name)` of every weight of `model` that has a mask buffer, in module order"
-    return [(m, n) for m in model.modules() for n in _weight_names(m)
-            if isinstance(getattr(m, n, None), nn.Parameter) and isinstance(getattr(m, f'{n}_mask', None), Tensor)]
+    return [p for m in model.modules() for p in masked_params_of(m)]
+
+def _tensors(ps)->tuple[list[nn.Parameter], list[Tensor]]:
+    "Weights and masks of `(module, name)` pairs"
+    return [getattr(m, n) for m, n in ps], [getattr(m, f'{n}_mask') for m, n in ps]
 
 def weights_and_masks(model:nn.Module)->tuple[list[nn.Parameter], list[Tensor]]:
     "Lists of the masked weights of `model` and of their (bool) masks"
-    ps = masked_params(model)
-    return [getattr(m, n) for m, n in ps], [getattr(m, f'{n}_mask') for m, n in ps]
+    return _tensors(masked_params(model))
+
+def weights_and_masks_of(module:nn.Module)->tuple[list[Tensor], list[Tensor]]:
+    "Masked weights of `module` itself and their masks"
+    return _tensors(masked_params_of(module))
 
 # %% ../nbs/00_core.ipynb #7aa21d29
 def _mask_(ws:list[Tensor], ms:list[Tensor]):
@@ -223,16 +234,6 @@ class _MaskAfterLoad:
         _mask_(ws, ms)
         for (m, n), k in zip(masked_params_of(module), ms): setattr(m, f'{n}_sparsity', sparsity_from_tensor(k))
 
-def masked_params_of(module:nn.Module)->list[tuple[nn.Module, str]]:
-    "`(module, name)` of the masked weights that belong to `module` itself (not its children)"
-    return [(module, n) for n in _weight_names(module)
-            if isinstance(getattr(module, n, None), nn.Parameter) and isinstance(getattr(module, f'{n}_mask', None), Tensor)]
-
-def weights_and_masks_of(module:nn.Module)->tuple[list[Tensor], list[Tensor]]:
-    "Masked weights of `module` itself and their masks"
-    ps = masked_params_of(module)
-    return [getattr(m, n) for m, n in ps], [getattr(m, f'{n}_mask') for m, n in ps]
-
 # %% ../nbs/00_core.ipynb #a2164c77
 class MaskEnforcer:
     "Keeps the masked weights of `model` at zero after optimizer steps and loads (and before every forward if `forward`)"
@@ -254,7 +255,7 @@ class MaskEnforcer:
 
     def _weights_and_masks(self):
         "Current weight and mask tensors (read from the modules: `model.to(...)` replaces buffers)"
-        return [getattr(m, n) for m, n in self.params], [getattr(m, f'{n}_mask') for m, n in self.params]
+        return _tensors(self.params)
 
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
