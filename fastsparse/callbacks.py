@@ -108,7 +108,7 @@ class DensityMonitor(Callback):
         self._sum, self._n = None, 0
     def after_batch(self):
         if not self.total: return
-        s = sum(m.sum() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
+        s = sum(m.count_nonzero() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
         self._sum = s if self._sum is None else self._sum + s
         self._n += 1
     def after_train(self):

@@ -71,7 +71,7 @@ def random_score(param:Tensor, opt=None, generator:torch.Generator|None=None)->T
 # %% ../nbs/01a_engine.ipynb #ec996cff
 def momentum_redistribution(param:Tensor, mask:Tensor, opt=None)->Tensor:
     "SNFS's layer share for regrowth: mean momentum magnitude over the layer's active weights"
-    return (gradient_momentum(param, opt) * mask).sum() / mask.sum().clamp_min(1)
+    return (gradient_momentum(param, opt) * mask).sum() / mask.count_nonzero().clamp_min(1)
 
 # %% ../nbs/01a_engine.ipynb #faba447e
 def _dist_on()->bool: return dist.is_available() and dist.is_initialized()
@@ -98,6 +98,12 @@ def _checked_score(f, p, opt, generator, kind)->Tensor:
         raise ValueError(f"`{kind}` ({getattr(f, '__name__', f)}) must return a tensor shaped like the weight {tuple(p.shape)}, "
                          f"got {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
     return s
+
+def _scores(f, p, opt, generator, kind)->tuple[Tensor, bool]:
+    "(tensor, absolute): the scores of `f` for `p`, or for |w| and |grad| the raw tensor with `absolute=True`, so selection takes |·| of the few positions it needs only"
+    if f is weight_magnitude: return p.detach(), True
+    if f is gradient_magnitude and p.grad is not None: return p.grad.detach(), True
+    return _checked_score(f, p, opt, generator, kind), False
 
 # %% ../nbs/01a_engine.ipynb #b936d5c6
 class DropGrowEngine:
@@ -128,49 +134,78 @@ class DropGrowEngine:
     def masks(self)->list[Tensor]: return [getattr(m, f'{n}_mask') for m, n in self.params]
     def budgets(self)->list[int]:
         "Active weights per layer (one host sync)"
-        return torch.stack([m.sum() for m in self.masks]).tolist()
+        return torch.stack([m.count_nonzero() for m in self.masks]).tolist()
 
 # %% ../nbs/01a_engine.ipynb #a86a44df
-def _subset_topk(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool)->Tensor:
-    "Flat indices of the `k` largest (smallest) `scores` among the `n_allowed` `allowed` positions, via the allowed subset only"
-    if allowed.device.type == 'cpu': idx = torch.nonzero(allowed).squeeze(1)  # faster than nonzero_static on CPU, where a sync costs nothing
-    else: idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
-    return idx[scores[idx].topk(k, largest=largest, sorted=False).indices]
+def _stride(s:int)->int:
+    "The smallest stride >= `s` sharing no factor with 2, 3, 5 or 7, so a strided sample does not follow rows or kernels"
+    while s > 1 and math.gcd(s, 210) != 1: s += 1
+    return max(s, 1)
 
-def _threshold_topk(scores:Tensor, allowed:Tensor, k:int)->Tensor|None:
-    "Flat indices of the `k` largest `scores` among `allowed`: a threshold from a strided sample keeps ~2k candidates, then an exact `topk` among them; None if too few candidates passed"
-    n = scores.numel()
-    stride = max(1, n // 65536)
-    sample = scores[::stride][allowed[::stride]]
-    if sample.numel() == 0: return None
-    kk = min(sample.numel(), math.ceil(2 * k / stride) + 16)  # about 2k of all allowed scores lie above the sample's kk-th largest
-    tau = sample.topk(kk, sorted=False).values.min()
-    above = torch.nonzero((scores > tau) & allowed).squeeze(1)
-    if above.numel() >= k: return above[scores[above].topk(k, sorted=False).indices]
-    ties = torch.nonzero((scores == tau) & allowed).squeeze(1)  # the k-th largest score is tau itself: fill with ties
-    if above.numel() + ties.numel() < k: return None
-    return torch.cat([above, ties[:k - above.numel()]])
+def _thresholds(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int)->tuple[Tensor|None, Tensor|None]|None:
+    "(lower, upper) thresholds bracketing the `k`-th largest allowed score, from a strided sample (None for an open side); None if the sample is too small"
+    stride = _stride(scores.numel() // 8192)
+    sample = scores[::stride] if allowed is None else scores[::stride][allowed[::stride]]
+    m = sample.numel()
+    if m < 64: return None
+    frac = k / n_allowed
+    r, d = frac * m, 4 * math.sqrt(max(frac * (1 - frac) * m, 1.)) + 8  # the k-th largest sits near sample rank r, within ~4 sd
+    lo_r, hi_r = min(m, math.ceil(r + d)), math.floor(r - d)
+    top = sample.topk(lo_r, sorted=True).values
+    return (top[-1] if lo_r < m else None), (top[hi_r - 1] if hi_r >= 1 else None)
 
-def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool)->Tensor:
-    "Flat indices of exactly `k` largest (or smallest) `scores` among `allowed` positions, never by a full sort"
-    if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
-    scores = scores.float()
-    if n_allowed * 4 <= scores.numel(): return _subset_topk(scores, allowed, n_allowed, k, largest)
+def _pick(cand:Tensor, vals:Tensor, k:int, lo:Tensor, hi:Tensor|None)->Tensor|None:
+    "The `k` largest of candidates `cand` (scores `vals`, all >= `lo`): those above `hi` for sure, the rest by `topk` from the band; None if the bracket missed"
+    if cand.numel() < k: return None  # the k-th largest lies below `lo`
+    above = vals > lo
+    n_above = int(above.count_nonzero())
+    if n_above <= k:  # the k-th largest is `lo` itself: take all above it, fill with its ties
+        return cand.index_select(0, torch.cat([torch.nonzero(above).squeeze(1), torch.nonzero(~above).squeeze(1)[:k - n_above]]))
+    sure = torch.nonzero(vals > hi).squeeze(1) if hi is not None else cand.new_empty(0)
+    if sure.numel() > k: return None  # more than k lie above `hi`
+    band = torch.nonzero(above & (vals <= hi) if hi is not None else above).squeeze(1)
+    pick = band.index_select(0, vals.index_select(0, band).topk(k - sure.numel(), sorted=False).indices)
+    return cand.index_select(0, torch.cat([sure, pick]))
+
+def _bracket_topk(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int)->Tensor|None:
+    "Flat indices of the `k` largest `scores` among the `n_allowed` `allowed` positions (all if None), or None if the sample missed: see below"
+    th = _thresholds(scores, allowed, n_allowed, k)
+    if th is None or th[0] is None: return None
+    above = scores >= th[0]
+    cand = torch.nonzero(above if allowed is None else above & allowed).squeeze(1)
+    return _pick(cand, scores.index_select(0, cand), k, *th)
+
+def _topk_idx(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int, largest:bool)->Tensor:
+    "Flat indices of exactly the `k` largest (smallest) `scores` among `allowed` (all if None); bracketed first on large CPU tensors"
     if scores.device.type == 'cpu' and scores.numel() >= 32768:  # CPU topk with a large k over many elements is slow: prune candidates first
-        res = _threshold_topk(scores if largest else -scores, allowed, k)
+        res = _bracket_topk(scores if largest else -scores, allowed, n_allowed, k)
         if res is not None: return res
-    fill = float('-inf') if largest else float('inf')
-    return torch.where(allowed, scores, torch.full((), fill, device=scores.device)).topk(k, largest=largest, sorted=False).indices
+    if allowed is not None: scores = torch.where(allowed, scores, torch.full((), float('-inf') if largest else float('inf'), device=scores.device))
+    return scores.topk(k, largest=largest, sorted=False).indices
 
-# %% ../nbs/01a_engine.ipynb #d8e36f27
+def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False)->Tensor:
+    "Flat indices of exactly `k` largest (or smallest) `scores` (|`scores`| if `absolute`) among `allowed` positions, never by a full sort"
+    if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
+    if n_allowed * 4 <= scores.numel():  # few allowed positions: score only the subset
+        if allowed.device.type == 'cpu': idx = torch.nonzero(allowed).squeeze(1)  # faster than nonzero_static on CPU, where a sync costs nothing
+        else: idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
+        sub = scores.index_select(0, idx).float()  # a fresh tensor: safe to change in place
+        if absolute: sub.abs_()
+        if not largest: sub.neg_()
+        return idx.index_select(0, _topk_idx(sub, None, n_allowed, k, largest=True))
+    scores = scores.float()
+    return _topk_idx(scores.abs() if absolute else scores, allowed, n_allowed, k, largest)
+
+# %% ../nbs/01a_engine.ipynb #5fd8e06d
 @torch.no_grad()
-def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int, n_drop:int, n_grow:int, allow_regrow:bool, opt)->tuple[Tensor, Tensor]:
+def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int, n_drop:int, n_grow:int, allow_regrow:bool, opt,
+                  keep_abs:bool=False, grow_abs:bool=False)->tuple[Tensor, Tensor]:
     "Drop `n_drop` active and grow `n_grow` inactive positions of one layer in place; return (dropped, grown) flat indices"
     active = mask.reshape(-1)
-    drop = _select(keep.reshape(-1), active, n_active, n_drop, largest=False)
+    drop = _select(keep.reshape(-1), active, n_active, n_drop, largest=False, absolute=keep_abs)
     cand = ~active
     if allow_regrow: cand[drop] = True
-    grow_idx = _select(grow.reshape(-1), cand, mask.numel() - n_active + (n_drop if allow_regrow else 0), n_grow, largest=True)
+    grow_idx = _select(grow.reshape(-1), cand, mask.numel() - n_active + (n_drop if allow_regrow else 0), n_grow, largest=True, absolute=grow_abs)
     _put(mask, drop, False); _put(mask, grow_idx, True)
     _put(w, drop, 0); _put(w, grow_idx, 0)  # dropped and grown weights are 0
     for t in opt_state(opt, w).values():  # every parameter-shaped state tensor starts at 0 for grown weights
@@ -179,10 +214,10 @@ def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int,
 
 def _put(t:Tensor, flat_idx:Tensor, value):
     "Set `t` at flat (row-major) indices `flat_idx` to `value`, in place, whatever `t`'s memory layout (e.g. channels_last)"
-    if t.is_contiguous(): t.view(-1)[flat_idx] = value
+    if t.is_contiguous(): t.view(-1).index_fill_(0, flat_idx, value)  # several times faster than `t.view(-1)[flat_idx] = value` on CPU
     else: t[torch.unravel_index(flat_idx, t.shape)] = value
 
-# %% ../nbs/01a_engine.ipynb #a531f084
+# %% ../nbs/01a_engine.ipynb #347120a4
 def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     "Split `total` regrowth over layers ∝ `shares`, each at most its cap, summing exactly to `total` (largest remainder)"
     caps_left, counts, pending = list(caps), [0]*len(caps), total
@@ -198,7 +233,7 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
         free = [i for i in free if caps_left[i] > 0]
     return counts
 
-# %% ../nbs/01a_engine.ipynb #347120a4
+# %% ../nbs/01a_engine.ipynb #fd69fb9a
 @patch
 @torch.no_grad()
 def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
@@ -221,9 +256,9 @@ def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
         if not w.requires_grad and (d or g): raise RuntimeError("a frozen layer cannot change its topology")
         if d == 0 and g == 0: res['dropped'].append(0); res['grown'].append(0); continue
-        keep = _checked_score(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
-        grow = _checked_score(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
-        _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt)
+        keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
+        grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
+        _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
         res['dropped'].append(d); res['grown'].append(g)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
     self.n_updates += 1
