@@ -53,8 +53,9 @@ if __name__ == '__main__':
     learners = {k: learner(k, model, dev, bs, steps, compile=args.compile) for k in ('dense', 'static', 'rigl')}
     for l in learners.values(): round_time(l, dev)  # warm-up
     times = {k: [] for k in learners}
-    for _ in range(rounds):
-        for k, l in learners.items(): times[k].append(round_time(l, dev))
+    names = list(learners)
+    for r in range(rounds):  # the order rotates every round, so no variant always runs first or last
+        for k in names[r % 3:] + names[:r % 3]: times[k].append(round_time(learners[k], dev))
     d = median(times['dense'])
     n_upd = learners['rigl'].dynamic_sparse_training.n_updates
     print(f"overhead {model}{' compiled' if args.compile else ''} bs {bs} on {machine(dev)}: dense step {1e3 * d / steps:.3f} ms; "
