@@ -1,5 +1,5 @@
-"Training overhead vs dense: dense, static-mask and RigL (update every 25 steps) rounds alternate in one process; prints median time ratios"
-import sys, time
+"Training overhead vs dense: dense, static-mask and RigL (update every 25 steps) rounds alternate in one process; prints the median per-round time ratio to dense"
+import sys, time, statistics
 from functools import partial
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,6 +22,13 @@ def build(model, dev):
     from torchvision.models import resnet18
     return resnet18(num_classes=10).to(dev), (3, 32, 32)
 
+class RoundsRigL(DynamicSparseTrainingCallback):
+    "RigL whose step count runs on across the benchmark's rounds (one `fit` each): an update exactly every 25 steps, drop fraction 0.3 throughout"
+    def _setup_schedule(self):
+        step = self.step
+        super()._setup_schedule()
+        self.step, self.end_step = step, float('inf')  # never stop updating; `drop_fraction` stays at its initial 0.3
+
 def learner(kind, model, dev, bs, steps, seed=0, compile=False):
     torch.manual_seed(seed)
     net, shape = build(model, dev)
@@ -30,7 +37,7 @@ def learner(kind, model, dev, bs, steps, seed=0, compile=False):
     vdl = DataLoader(ArrayDataset(x[:bs], y[:bs]), bs=bs, device=dev)
     cbs = []
     if kind != 'dense': sparsify_model(net, 0.9, sparse_f=erdos_renyi_sparsity)
-    if kind == 'rigl': cbs = [DynamicSparseTrainingCallback(**{**RigL_presets, 'stop_pct': 1.0}, batches_per_update=25, seed=0)]
+    if kind == 'rigl': cbs = [RoundsRigL(**RigL_presets, batches_per_update=25, seed=0)]
     learn = Learner(DataLoaders(dl, vdl, device=dev), net, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), cbs=cbs)
     learn.remove_cbs([c for c in learn.cbs if type(c).__name__ in ('ProgressCallback',)])
     if compile: learn.model = torch.compile(learn.model)
@@ -44,12 +51,13 @@ def round_time(learn, dev):
 if __name__ == '__main__':
     p = parser(__doc__)
     p.add_argument('--model', default=None, choices=['mlp', 'lenet5', 'resnet18'])
-    p.add_argument('--rounds', type=int, default=15); p.add_argument('--steps', type=int, default=200)
+    p.add_argument('--rounds', type=int, default=None, help="default: 60 (mlp), 40 (lenet5, resnet18)"); p.add_argument('--steps', type=int, default=None, help="steps per round (a multiple of 25; default: 50 (mlp), 25 (lenet5, resnet18))")
     p.add_argument('--compile', action='store_true', help="torch.compile the model in all three variants")
     args = p.parse_args(); dev = setup(args)
     model = args.model or ('resnet18' if dev.type == 'cuda' else 'mlp')
     bs = 256 if model == 'resnet18' else 128
-    rounds, steps = (2, 30) if args.quick else (args.rounds, args.steps)
+    small = model == 'mlp'
+    rounds, steps = (2, 25) if args.quick else (args.rounds or (60 if small else 40), args.steps or (50 if small else 25))
     learners = {k: learner(k, model, dev, bs, steps, compile=args.compile) for k in ('dense', 'static', 'rigl')}
     for l in learners.values(): round_time(l, dev)  # warm-up
     times = {k: [] for k in learners}
@@ -57,7 +65,11 @@ if __name__ == '__main__':
     for r in range(rounds):  # the order rotates every round, so no variant always runs first or last
         for k in names[r % 3:] + names[:r % 3]: times[k].append(round_time(learners[k], dev))
     d = median(times['dense'])
-    n_upd = learners['rigl'].dynamic_sparse_training.n_updates
+    def ratio(k):
+        "Median and quartiles of the per-round ratios to dense (each round's variants ran back to back, so slow drifts of the machine cancel)"
+        q = statistics.quantiles([t / td for t, td in zip(times[k], times['dense'])], n=4)
+        return f"{q[1]:.3f}x ({q[0]:.3f}-{q[2]:.3f})"
+    n_upd = next(c for c in learners['rigl'].cbs if isinstance(c, DynamicSparseTrainingCallback)).n_updates
     print(f"overhead {model}{' compiled' if args.compile else ''} bs {bs} on {machine(dev)}: dense step {1e3 * d / steps:.3f} ms; "
-          f"static {median(times['static']) / d:.3f}x, RigL every 25 steps {median(times['rigl']) / d:.3f}x "
-          f"(median of {rounds} alternating rounds of {steps} steps; {n_upd} RigL updates)")
+          f"static {ratio('static')}, RigL every 25 steps {ratio('rigl')} "
+          f"(median and quartiles of per-round ratios over {rounds} rounds of {steps} steps, order rotating; {n_upd} RigL updates)")
