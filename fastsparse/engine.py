@@ -175,26 +175,27 @@ def _bracket_topk(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int)->Ten
     cand = torch.nonzero(above if allowed is None else above & allowed).squeeze(1)
     return _pick(cand, scores.index_select(0, cand), k, *th)
 
-def _topk_idx(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int, largest:bool)->Tensor:
-    "Flat indices of exactly the `k` largest (smallest) `scores` among `allowed` (all if None); bracketed first on large CPU tensors"
-    if scores.device.type == 'cpu' and scores.numel() >= 32768:  # CPU topk with a large k over many elements is slow: prune candidates first
+def _topk_idx(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int, largest:bool, cpu:bool)->Tensor:
+    "Flat indices of exactly the `k` largest (smallest) `scores` among `allowed` (all if None); bracketed first on large tensors if `cpu`"
+    if cpu and scores.numel() >= 32768:  # CPU topk with a large k over many elements is slow: prune candidates first
         res = _bracket_topk(scores if largest else -scores, allowed, n_allowed, k)
         if res is not None: return res
     if allowed is not None: scores = torch.where(allowed, scores, torch.full((), float('-inf') if largest else float('inf'), device=scores.device))
     return scores.topk(k, largest=largest, sorted=False).indices
 
-def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False)->Tensor:
+def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False, cpu:bool|None=None)->Tensor:
     "Flat indices of exactly `k` largest (or smallest) `scores` (|`scores`| if `absolute`) among `allowed` positions, never by a full sort"
     if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
+    if cpu is None: cpu = scores.device.type == 'cpu'  # which implementation (tests run the GPU one on CPU tensors too)
     if n_allowed * 4 <= scores.numel():  # few allowed positions: score only the subset
-        if allowed.device.type == 'cpu': idx = torch.nonzero(allowed).squeeze(1)  # faster than nonzero_static on CPU, where a sync costs nothing
+        if cpu: idx = torch.nonzero(allowed).squeeze(1)  # faster than nonzero_static on CPU, where a sync costs nothing
         else: idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
         sub = scores.index_select(0, idx).float()  # a fresh tensor: safe to change in place
         if absolute: sub.abs_()
         if not largest: sub.neg_()
-        return idx.index_select(0, _topk_idx(sub, None, n_allowed, k, largest=True))
+        return idx.index_select(0, _topk_idx(sub, None, n_allowed, k, True, cpu))
     scores = scores.float()
-    return _topk_idx(scores.abs() if absolute else scores, allowed, n_allowed, k, largest)
+    return _topk_idx(scores.abs() if absolute else scores, allowed, n_allowed, k, largest, cpu)
 
 # %% ../nbs/01a_engine.ipynb #5fd8e06d
 @torch.no_grad()

@@ -17,14 +17,15 @@ def make_scores(kind:str, rows:int, cols:int, g:torch.Generator)->torch.Tensor:
 
 @cfg
 @given(st.sampled_from(['normal', 'ties', 'rows', 'cols', 'zeros']), st.integers(64, 600), st.integers(64, 600),
-       st.floats(0.001, 0.999), st.floats(0, 1), st.booleans(), st.booleans(), st.integers(0, 2**31))
-def test_select_exact(kind, rows, cols, density, kfrac, largest, absolute, seed):
+       st.floats(0.001, 0.999), st.floats(0, 1), st.booleans(), st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_select_exact(kind, rows, cols, density, kfrac, largest, absolute, cpu, seed):
+    "`cpu=False` runs the GPU implementation (`nonzero_static`, plain `topk`) on CPU tensors"
     g = torch.Generator().manual_seed(seed)
     sc = make_scores(kind, rows, cols, g)
     allowed = torch.rand(sc.numel(), generator=g) < density
     n_allowed = int(allowed.sum())
     k = min(n_allowed, round(kfrac * n_allowed))
-    got = _select(sc, allowed, n_allowed, k, largest, absolute)
+    got = _select(sc, allowed, n_allowed, k, largest, absolute, cpu)
     assert got.numel() == k and got.unique().numel() == k  # exactly k distinct positions
     assert bool(allowed[got].all())  # all allowed
     v = sc.abs() if absolute else sc
