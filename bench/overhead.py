@@ -4,8 +4,7 @@ from functools import partial
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
-from torch import nn
-from common import parser, setup, sync, machine, median
+from common import parser, setup, sync, machine, median, build
 from fastai.learner import Learner
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
@@ -13,14 +12,6 @@ from fastai.optimizer import SGD
 from fastai.losses import CrossEntropyLossFlat
 from fastsparse import sparsify_model, erdos_renyi_sparsity, DynamicSparseTrainingCallback, RigL_presets
 from fastsparse.data import ArrayDataset
-
-def build(model, dev):
-    if model == 'mlp': return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10)).to(dev), (1, 28, 28)
-    if model == 'lenet5':
-        return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10)).to(dev), (1, 28, 28)
-    from torchvision.models import resnet18
-    return resnet18(num_classes=10).to(dev), (3, 32, 32)
 
 class RoundsRigL(DynamicSparseTrainingCallback):
     "RigL whose step count runs on across the benchmark's rounds (one `fit` each): an update exactly every 25 steps, drop fraction 0.3 throughout"

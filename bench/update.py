@@ -5,8 +5,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch
 from torch import nn
 from torchvision.models import resnet50, resnet18
-from common import parser, setup, timeit, machine, median
-from overhead import build
+from common import parser, setup, timeit, machine, median, build
 from fastsparse import sparsify_model, erdos_renyi_sparsity, DropGrowEngine, weight_magnitude, gradient_magnitude
 
 if __name__ == '__main__':
