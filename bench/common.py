@@ -31,10 +31,10 @@ def machine(dev):
 median = statistics.median
 
 def build(model, dev):
-    "(model, input shape) of the benchmarks' networks: the MLP 784-300-100-10, a LeNet-5-like CNN, or torchvision's resnet18"
+    "(model, input shape) of the benchmarks' networks: the MLP 784-300-100-10, a LeNet-5-like CNN, or torchvision's resnet18/resnet50"
     if model == 'mlp': return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10)).to(dev), (1, 28, 28)
     if model == 'lenet5':
         return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10)).to(dev), (1, 28, 28)
-    from torchvision.models import resnet18
-    return resnet18(num_classes=10).to(dev), (3, 32, 32)
+    import torchvision.models
+    return getattr(torchvision.models, model)(num_classes=10).to(dev), (3, 32, 32)

@@ -1,10 +1,9 @@
-"One full RigL topology update at 90 % ERK (drop fraction 0.3) over torchvision resnet50 (or the MLP / LeNet-5 of overhead.py), beside a dense training step"
+"One full RigL topology update at 90 % ERK (drop fraction 0.3) over torchvision resnet50 (or the MLP / LeNet-5 of `common.build`), beside a dense training step"
 import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
 from torch import nn
-from torchvision.models import resnet50, resnet18
 from common import parser, setup, timeit, machine, median, build
 from fastsparse import sparsify_model, erdos_renyi_sparsity, DropGrowEngine, weight_magnitude, gradient_magnitude
 
@@ -13,8 +12,8 @@ if __name__ == '__main__':
     p.add_argument('--model', default='resnet50', choices=['resnet50', 'mlp', 'lenet5'])
     args = p.parse_args(); dev = setup(args)
     torch.manual_seed(0)
-    if args.model == 'resnet50': net, shape, bs = (resnet18 if args.quick else resnet50)(num_classes=10).to(dev), (3, 32, 32), args.bs or 32
-    else: (net, shape), bs = build(args.model, dev), args.bs or 128
+    name = 'resnet18' if args.quick and args.model == 'resnet50' else args.model
+    (net, shape), bs = build(name, dev), args.bs or (32 if name.startswith('resnet') else 128)
     sparsify_model(net, 0.9, sparse_f=erdos_renyi_sparsity)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(bs, *shape, device=dev), torch.randint(0, 10, (bs,), device=dev)
@@ -28,7 +27,6 @@ if __name__ == '__main__':
     eng.update(0.3, opt)  # warm-up
     upd = median([timeit(lambda: eng.update(0.3, opt), dev) for _ in range(reps)])
     n = sum(w.numel() for w in eng.weights)
-    name = ('resnet18' if args.quick else 'resnet50') if args.model == 'resnet50' else args.model
     shape_txt = 'x'.join(map(str, shape[1:]))
     print(f"update {name} 90% ERK ({n / 1e6:.2f} M sparse weights, {len(eng.weights)} layers) on {machine(dev)}: "
           f"one RigL update {1e3 * upd:.1f} ms; dense training step (batch {bs}, {shape_txt}) {1e3 * step:.1f} ms")
