@@ -47,6 +47,10 @@ def gradient_magnitude(param:Tensor, opt=None)->Tensor:
     if param.grad is None: raise ValueError("gradient_magnitude needs the weight's gradient, but `grad` is None (frozen layer, or called before backward)")
     return param.grad.detach().abs()
 
+def _weight(param:Tensor, opt=None)->Tensor: return param.detach()
+def _grad(param:Tensor, opt=None)->Tensor|None: return None if param.grad is None else param.grad.detach()
+weight_magnitude.magnitude_of, gradient_magnitude.magnitude_of = _weight, _grad  # scores are |·| of these: see `_scores`
+
 def gradient_momentum(param:Tensor, opt=None)->Tensor:
     "SNFS's grow score: magnitude of the optimizer's momentum (Adam: |m| / (√v + eps))"
     st = opt_state(opt, param)
@@ -100,9 +104,10 @@ def _checked_score(f, p, opt, generator, kind)->Tensor:
     return s
 
 def _scores(f, p, opt, generator, kind)->tuple[Tensor, bool]:
-    "(tensor, absolute): the scores of `f` for `p`, or for |w| and |grad| the raw tensor with `absolute=True`, so selection takes |·| of the few positions it needs only"
-    if f is weight_magnitude: return p.detach(), True
-    if f is gradient_magnitude and p.grad is not None: return p.grad.detach(), True
+    "(tensor, absolute): the scores of `f` for `p`, or, if `f.magnitude_of` gives the tensor whose |·| they are, that tensor and `absolute=True`"
+    raw = getattr(f, 'magnitude_of', None)
+    raw = raw(p, opt) if raw is not None else None
+    if isinstance(raw, Tensor) and raw.shape == p.shape: return raw, True
     return _checked_score(f, p, opt, generator, kind), False
 
 # %% ../nbs/01a_engine.ipynb #b936d5c6
