@@ -16,9 +16,9 @@ from fastsparse.data import ArrayDataset
 class RoundsRigL(DynamicSparseTrainingCallback):
     "RigL whose step count runs on across the benchmark's rounds (one `fit` each): an update exactly every 25 steps, drop fraction 0.3 throughout"
     def _setup_schedule(self):
-        step = self.step
+        step = self.schedule.step
         super()._setup_schedule()
-        self.step, self.end_step = step, float('inf')  # never stop updating; `drop_fraction` stays at its initial 0.3
+        self.schedule.start(float('inf'), step=step)  # never stop updating; the drop fraction stays at its initial 0.3
 
 def learner(kind, model, dev, bs, steps, seed=0, compile=False):
     torch.manual_seed(seed)

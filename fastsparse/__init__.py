@@ -1,8 +1,31 @@
+"fastsparse: dynamic sparse training (SET, SNFS, RigL) for PyTorch, with a fastai adapter loaded on first use"
 __version__ = "0.1.0"
 
+# The torch-only layer: imported now, needs nothing but PyTorch
 from .core import *
 from .engine import *
-from .callbacks import *
+from .schedule import *
 from .wrapper import *
-from .diagnostics import *
+from .report import *
 from .export import *
+from . import core as _core, engine as _engine, schedule as _schedule, wrapper as _wrapper, report as _report, export as _export
+
+# The fastai adapter: imported (with fastai) the first time one of its names is used
+_adapter = {
+    'fastsparse.callbacks': ['DynamicSparseTrainingCallback', 'DensityMonitor'],
+    'fastsparse.diagnostics': ['SparsityRecorder'],
+    'fastsparse.data': ['fashion_mnist_path', 'fashion_mnist_classes', 'read_idx', 'fashion_mnist', 'ArrayDataset', 'tensor_dls',
+                        'digits_dls', 'fashion_mnist_dls', 'write_image_folder'],
+}
+_lazy = {n: m for m, ns in _adapter.items() for n in ns}
+
+def __getattr__(name:str):
+    "Load the fastai adapter module that defines `name` on first use"
+    mod = _lazy.get(name)
+    if mod is None: raise AttributeError(f"module 'fastsparse' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(mod), name)
+
+def __dir__(): return sorted(set(globals()) | set(_lazy))
+
+__all__ = [n for m in (_core, _engine, _schedule, _wrapper, _report, _export) for n in m.__all__] + list(_lazy)

@@ -1,4 +1,4 @@
-"""`DynamicSparseTrainingCallback`: SET, SNFS and RigL for fastai's `Learner`
+"""`DynamicSparseTrainingCallback`: SET, SNFS and RigL for fastai's `Learner` (part of the fastai adapter)
 
 Docs: https://fastsparse.github.io/fastsparse/callbacks.html.md"""
 
@@ -6,19 +6,21 @@ Docs: https://fastsparse.github.io/fastsparse/callbacks.html.md"""
 
 # %% ../nbs/01_callbacks.ipynb #8fdeda26
 from __future__ import annotations
-import math
+from types import MethodType
+import torch
+import torch.distributed as dist
 from fastcore.basics import patch, store_attr
 from fastcore.meta import delegates
 from fastai.callback.core import Callback, CancelStepException
-from fastai.callback.schedule import SchedCos
+from fastai.callback.schedule import LRFinder
 from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
-from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model
-from .engine import (DropGrowEngine, weight_magnitude, gradient_magnitude, gradient_momentum, random_score,
-                               momentum_redistribution)
+from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model, _install_step_hooks
+from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
+from .schedule import DropGrowSchedule, cosine_sched, presets, SET_presets, SNFS_presets, RigL_presets
 
 # %% auto #0
-__all__ = ['SET_presets', 'SNFS_presets', 'RigL_presets', 'presets', 'DynamicSparseTrainingCallback', 'DensityMonitor']
+__all__ = ['DynamicSparseTrainingCallback', 'DensityMonitor']
 
 # %% ../nbs/01_callbacks.ipynb #053a64d3
 class DynamicSparseTrainingCallback(Callback):
@@ -32,27 +34,29 @@ class DynamicSparseTrainingCallback(Callback):
         keep_score_f=weight_magnitude, # f(param, opt) -> score; the lowest active ones are dropped
         grow_score_f=gradient_magnitude, # f(param, opt) -> score; the highest inactive ones are grown
         redistribute_f=None, # f(param, mask, opt) -> layer share of the regrowth (SNFS); None keeps layer budgets
-        drop_grow_sched=SchedCos, # fastai schedule `f(start, end)` of the drop fraction, from α to 0 at `stop_pct`
+        drop_grow_sched=cosine_sched, # schedule `f(start, end)` of the drop fraction, from α to 0 at `stop_pct` (fastai's `SchedCos` etc. work too)
         skip_step_on_update:bool=False, # skip the optimizer step on update steps (RigL)
         allow_regrow:bool=False, # may a weight dropped in an update be grown back in the same update?
         seed:int|None=None, # seed of the random choices (SET growth); set it identically on every rank
     ):
-        if batches_per_update is not None and (not isinstance(batches_per_update, int) or batches_per_update < 1):
-            raise ValueError(f"`batches_per_update` must be a positive int (optimizer steps) or None (once per epoch), got {batches_per_update!r}")
-        if not 0 <= initial_drop_grow_pct <= 1: raise ValueError(f"`initial_drop_grow_pct` must be in [0, 1], got {initial_drop_grow_pct!r}")
-        if not 0 < stop_pct <= 1: raise ValueError(f"`stop_pct` must be in (0, 1], got {stop_pct!r}")
-        store_attr()
-        self.engine, self.step, self.n_updates, self.history = None, 0, 0, []
-        self.sched = drop_grow_sched(initial_drop_grow_pct, 0.)
+        store_attr('sparse_modules,keep_score_f,grow_score_f,redistribute_f,skip_step_on_update,allow_regrow,seed')
+        self.schedule = DropGrowSchedule(batches_per_update, initial_drop_grow_pct, stop_pct, drop_grow_sched)
+        self.engine, self._off, self._gloo_dls = None, False, []
 
-    def before_fit(self): self._setup_engine(); self._new_fit = True
+    def before_fit(self):
+        self._off = _finding_lr(self.learn)  # `lr_find` must leave the masks and the schedule as they were
+        if self._off: return
+        _install_step_hooks(); self._setup_engine(); self._gloo_dls = _gloo_safe_dls(self.learn); self._new_fit = True
     def before_train(self):
-        if self._new_fit: self._setup_schedule(); self._new_fit = False
+        if not self._off and self._new_fit: self._setup_schedule(); self._new_fit = False
     def before_step(self):
-        t, self.step = self.step, self.step + 1
-        if self._is_update_step(t): self._update(t)
+        if self._off: return
+        if self.schedule.advance(self.engine, self.learn.opt) is not None and self.skip_step_on_update: raise CancelStepException()
+    def after_fit(self): _restore_dls(self._gloo_dls); self._gloo_dls = []
 
 # %% ../nbs/01_callbacks.ipynb #9c580351
+def _finding_lr(learn)->bool: return any(isinstance(cb, LRFinder) for cb in learn.cbs)
+
 @patch
 def _setup_engine(self:DynamicSparseTrainingCallback):
     "Build the drop/grow engine for the learner's model (once per model)"
@@ -63,39 +67,49 @@ def _setup_engine(self:DynamicSparseTrainingCallback):
         if getattr(self, '_pending_generator', None) is not None:
             self.engine.generator.set_state(self._pending_generator); self._pending_generator = None
 
-@patch
-def _acc_steps(self:DynamicSparseTrainingCallback)->int:
-    "Batches per optimizer step (`GradientAccumulation`'s `n_acc` items over the batch size, else 1)"
-    ga = [cb for cb in self.learn.cbs if isinstance(cb, GradientAccumulation)]
-    return max(1, math.ceil(ga[0].n_acc / self.dls.train.bs)) if ga else 1
+def _batch_sizes(dl)->list[int]:
+    "Sizes of the batches of one epoch of fastai `DataLoader` `dl`"
+    n_b, bs = len(dl), dl.bs
+    last = bs if getattr(dl, 'drop_last', False) or getattr(dl, 'n', None) is None else dl.n - (n_b - 1) * bs
+    return [bs] * (n_b - 1) + [last if 0 < last <= bs else bs] if n_b else []
+
+def _opt_steps(learn, n_epochs:int)->int:
+    "Optimizer steps in the first `n_epochs` epochs of a fit: one per batch, or as many as `GradientAccumulation` takes (its item count runs on across epochs)"
+    ga = [cb for cb in learn.cbs if isinstance(cb, GradientAccumulation)]
+    if not ga: return n_epochs * len(learn.dls.train)
+    sizes, n_acc, seen = _batch_sizes(learn.dls.train), ga[0].n_acc, {}
+    count = steps = 0
+    for _ in range(n_epochs):
+        if count not in seen:  # one epoch from this carried-over count: steps taken and count left
+            c, s = count, 0
+            for b in sizes:
+                c += b
+                if c >= n_acc: s, c = s + 1, 0
+            seen[count] = (s, c)
+        s, count = seen[count]; steps += s
+    return steps
 
 @patch
 def _setup_schedule(self:DynamicSparseTrainingCallback):
-    "Steps per epoch, total steps, update interval and end of updates, all in optimizer steps"
-    self.steps_per_epoch = max(1, len(self.dls.train) // self._acc_steps())
-    self.total_steps = self.learn.n_epoch * self.steps_per_epoch
-    self.end_step = self.stop_pct * self.total_steps
-    self.interval = self.batches_per_update or self.steps_per_epoch
-    self.step = self.learn.epoch * self.steps_per_epoch  # resuming with `fit(..., start_epoch=...)` continues the schedule
+    "Start the schedule: total optimizer steps of this fit, one epoch's steps, and where a resumed fit (`start_epoch`) starts"
+    total = _opt_steps(self.learn, self.learn.n_epoch)
+    self.schedule.start(total, steps_per_epoch=max(1, total // self.learn.n_epoch), step=_opt_steps(self.learn, self.learn.epoch))
 
 @patch
 def drop_fraction(self:DynamicSparseTrainingCallback, t:int)->float:
     "Drop fraction at optimizer step `t`: `drop_grow_sched` from `initial_drop_grow_pct` at 0 to 0 at `stop_pct` of training"
-    return float(self.sched(t / self.end_step)) if t < self.end_step else 0.
+    return self.schedule.drop_fraction(t)
 
-@patch
-def _is_update_step(self:DynamicSparseTrainingCallback, t:int)->bool:
-    "Whether optimizer step `t` (0-based) changes the topology"
-    return t > 0 and t % self.interval == 0 and t < self.end_step
+def _sched_attr(name, doc):
+    "A property of the callback that reads (and writes) its schedule's `name`"
+    return property(lambda self: getattr(self.schedule, name), lambda self, v: setattr(self.schedule, name, v), doc=doc)
 
-@patch
-def _update(self:DynamicSparseTrainingCallback, t:int):
-    "One topology update at step `t`; skip this optimizer step if asked (RigL)"
-    f = self.drop_fraction(t)
-    res = self.engine.update(f, self.learn.opt)
-    self.n_updates += 1
-    self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped']), active=sum(res['active'])))
-    if self.skip_step_on_update: raise CancelStepException()
+for _n, _d in dict(step="optimizer steps counted so far", n_updates="topology updates so far", history="one record per update",
+                   total_steps="optimizer steps of the current fit", end_step="step from which the topology stays fixed",
+                   interval="optimizer steps between updates", batches_per_update="the `batches_per_update` argument",
+                   initial_drop_grow_pct="the drop fraction at the start", stop_pct="the fraction of training after which the topology is frozen").items():
+    setattr(DynamicSparseTrainingCallback, _n, _sched_attr(_n, _d))
+DynamicSparseTrainingCallback.steps_per_epoch = property(lambda self: max(1, self.total_steps // max(self.learn.n_epoch, 1)), doc="optimizer steps per epoch of the current fit")
 
 # %% ../nbs/01_callbacks.ipynb #356db9d5
 class DensityMonitor(Callback):
@@ -120,42 +134,36 @@ class DensityMonitor(Callback):
 
 # %% ../nbs/01_callbacks.ipynb #3b1d79dc
 def _broadcast_idxs(self, t, rank):
-    "Broadcast the list `t` from `rank`: on CUDA for NCCL (as fastai does), on the CPU for gloo"
-    import torch, torch.distributed as dist
+    "Broadcast the list `t` from `rank` on the CPU (gloo), where fastai's `DistributedDL._broadcast` would use CUDA"
     t = torch.LongTensor(t)
-    if dist.get_backend() == 'nccl': t = t.cuda()
     dist.broadcast(t, rank)
-    return t.cpu().tolist()
+    return t.tolist()
 
-def _patch_distributed_dl():
-    "Make fastai's `DistributedDL` broadcast over gloo on CPU-only machines"
-    from fastai.distributed import DistributedDL
-    DistributedDL._broadcast = _broadcast_idxs
+def _gloo_safe_dls(learn)->list:
+    "In a gloo process group, give the learner's `DistributedDL`s a CPU `_broadcast`; return them (for `_restore_dls`)"
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() == 'nccl': return []
+    from fastai.distributed import DistributedDL  # only in a distributed run
+    dls = [dl for dl in getattr(learn.dls, 'loaders', []) if isinstance(dl, DistributedDL)]
+    for dl in dls: dl._broadcast = MethodType(_broadcast_idxs, dl)
+    return dls
 
-_patch_distributed_dl()
+def _restore_dls(dls:list):
+    "Take away what `_gloo_safe_dls` gave"
+    for dl in dls: dl.__dict__.pop('_broadcast', None)
 
 # %% ../nbs/01_callbacks.ipynb #fa56c1be
 @patch
 def state_dict(self:DynamicSparseTrainingCallback)->dict:
     "Schedule position, update count, history and the random generator's state (plain tensors and numbers)"
-    return dict(step=self.step, n_updates=self.n_updates, history=list(self.history),
-                generator=self.engine.generator.get_state() if self.engine is not None else None)
+    return dict(**self.schedule.state_dict(), generator=self.engine.generator.get_state() if self.engine is not None else None)
 
 @patch
 def load_state_dict(self:DynamicSparseTrainingCallback, sd:dict):
     "Restore what `state_dict` saved (the generator state is applied when the engine is built, if it is not yet)"
-    self.step, self.n_updates, self.history = sd['step'], sd['n_updates'], list(sd['history'])
+    self.schedule.load_state_dict(sd)
     if sd['generator'] is not None:
         if self.engine is not None: self.engine.generator.set_state(sd['generator'])
         else: self._pending_generator = sd['generator']
-
-# %% ../nbs/01_callbacks.ipynb #813b9c37
-SET_presets = dict(keep_score_f=weight_magnitude, grow_score_f=random_score)
-SNFS_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_momentum, redistribute_f=momentum_redistribution,
-                    initial_drop_grow_pct=0.5)
-RigL_presets = dict(keep_score_f=weight_magnitude, grow_score_f=gradient_magnitude, initial_drop_grow_pct=0.3, stop_pct=0.75,
-                    skip_step_on_update=True)
-presets = dict(set=SET_presets, snfs=SNFS_presets, rigl=RigL_presets)
 
 # %% ../nbs/01_callbacks.ipynb #8d43f2dc
 @patch

@@ -6,7 +6,7 @@ Docs: https://fastsparse.github.io/fastsparse/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #e83a52e8
 from __future__ import annotations
-import math, numbers, weakref
+import math, numbers, sys, weakref
 from collections.abc import Iterable
 from functools import wraps
 import torch
@@ -19,7 +19,7 @@ __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'm
            'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
            'erdos_renyi_sparsity', 'masked_params_of', 'masked_params', 'weights_and_masks', 'weights_and_masks_of',
            'apply_masks', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks',
-           'topk_mask', 'sparse_report', 'format_sparse_report']
+           'topk_mask']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -196,7 +196,8 @@ def apply_masks(model:nn.Module):
     _mask_(*weights_and_masks(model))
 
 # %% ../nbs/00_core.ipynb #68307b6c
-_enforcers = weakref.WeakSet()
+_enforcers = weakref.WeakSet()  # live enforcers (the step hooks run while it is not empty)
+_step_hooks = {}  # what is installed: 'torch' -> hook handle, 'fastai' -> (Optimizer class, original step)
 
 def _opt_params(opt)->Iterable[Tensor]:
     "Parameters held by a torch or fastai optimizer"
@@ -205,26 +206,35 @@ def _opt_params(opt)->Iterable[Tensor]:
 
 def _after_opt_step(opt, *args, **kwargs):
     "Optimizer step post-hook: re-mask the weights of every sparse model that `opt` updates"
-    for e in list(_enforcers): e.after_step(opt)
-
-_step_hook_handle = register_optimizer_step_post_hook(_after_opt_step)
+    live = list(_enforcers)
+    if not live: return _remove_step_hooks()  # every enforcer was garbage-collected
+    for e in live: e.after_step(opt)
 
 # %% ../nbs/00_core.ipynb #648eefdf
-def _patch_fastai_optimizer():
-    "Make fastai's `Optimizer.step` call `_after_opt_step`, as torch optimizers do through their global post-hook"
-    try: from fastai.optimizer import Optimizer
-    except ImportError: return
-    if getattr(Optimizer.step, '_fastsparse', False): return
-    orig = Optimizer.step
+def _wrap_fastai_step(orig):
+    "fastai `Optimizer.step` that also calls `_after_opt_step`, as torch optimizers do through their global post-hook"
     @wraps(orig)
     def step(self, closure=None):
         res = orig(self, closure)
         _after_opt_step(self)
         return res
     step._fastsparse = True
-    Optimizer.step = step
+    return step
 
-_patch_fastai_optimizer()
+def _install_step_hooks():
+    "Install the step hooks enforcement needs: torch's global post-hook, and fastai's `Optimizer.step` wrapper if fastai is loaded"
+    if 'torch' not in _step_hooks: _step_hooks['torch'] = register_optimizer_step_post_hook(_after_opt_step)
+    fo = sys.modules.get('fastai.optimizer')
+    if 'fastai' not in _step_hooks and fo is not None and not getattr(fo.Optimizer.step, '_fastsparse', False):
+        _step_hooks['fastai'] = (fo.Optimizer, fo.Optimizer.step)
+        fo.Optimizer.step = _wrap_fastai_step(fo.Optimizer.step)
+
+def _remove_step_hooks():
+    "Remove what `_install_step_hooks` installed (fastai's `step` is restored unless someone wrapped it again since)"
+    h = _step_hooks.pop('torch', None)
+    if h is not None: h.remove()
+    cls_orig = _step_hooks.pop('fastai', None)
+    if cls_orig is not None and getattr(cls_orig[0].step, '_fastsparse', False): cls_orig[0].step = cls_orig[1]
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
@@ -247,7 +257,7 @@ class MaskEnforcer:
         model._sparse_enforcer = self
         self._register()
 
-    def _register(self): self._opts = weakref.WeakKeyDictionary(); _enforcers.add(self)
+    def _register(self): _enforcers.add(self); _install_step_hooks()
 
     def __call__(self, module, args):
         "Forward pre-hook: zero masked weights (traced into the graph, without a break, under `torch.compile`)"
@@ -260,31 +270,27 @@ class MaskEnforcer:
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
         ws, ms = self._weights_and_masks()
-        if self._updates(opt, ws): _mask_(ws, ms)
-
-    def _updates(self, opt, ws)->bool:
-        "Whether `opt` holds any of the weights `ws` (cached per optimizer and number of parameter groups)"
-        ng = len(getattr(opt, 'param_groups', None) or getattr(opt, 'param_lists', []))
-        hit = self._opts.get(opt)
-        if hit is None or hit[0] != ng:
-            ids = {id(w) for w in ws}
-            hit = self._opts[opt] = (ng, any(id(p) in ids for p in _opt_params(opt)))
-        return hit[1]
+        if _holds_any(opt, ws): _mask_(ws, ms)
 
     def remove(self):
-        "Stop enforcing masks; the masks stay on the model"
+        "Stop enforcing masks (the masks stay on the model); the step hooks go when the last enforcer is removed"
         for h in self.handles: h.remove()
         _enforcers.discard(self)
+        if not _enforcers: _remove_step_hooks()
         if getattr(self.model, '_sparse_enforcer', None) is self: del self.model._sparse_enforcer
         self.handles, self.removed = [], True
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.remove()
-    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != '_opts'}
     def __setstate__(self, state):
         self.__dict__.update(state)
         if not self.removed: self._register()
     def __repr__(self): return f"MaskEnforcer({len(self.params)} masked weights, forward={self.forward}, removed={self.removed})"
+
+def _holds_any(opt, ws)->bool:
+    "Whether optimizer `opt` holds any of the tensors `ws` (by identity, in its current parameter groups)"
+    ids = {id(w) for w in ws}
+    return any(id(p) in ids for p in _opt_params(opt))
 
 # %% ../nbs/00_core.ipynb #77adc88d
 def sparse_kaiming_init_(
@@ -303,11 +309,25 @@ def sparse_kaiming_init_(
     return weight
 
 # %% ../nbs/00_core.ipynb #bcf1aa8a
+def _wrapper_types()->tuple[type, ...]:
+    "Classes that wrap a user's model in a `.module` attribute: (Distributed)DataParallel, FSDP"
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+    ts = [DataParallel, DistributedDataParallel]
+    fsdp = sys.modules.get('torch.distributed.fsdp')
+    if fsdp is not None and hasattr(fsdp, 'FullyShardedDataParallel'): ts.append(fsdp.FullyShardedDataParallel)
+    return tuple(ts)
+
+def _is_compiled(model)->bool:
+    "Whether `model` is a `torch.compile` wrapper (if dynamo was never imported, nothing was compiled)"
+    ef = sys.modules.get('torch._dynamo.eval_frame')
+    return ef is not None and isinstance(model, ef.OptimizedModule)
+
 def unwrap_model(model:nn.Module)->nn.Module:
-    "The module inside `DistributedDataParallel`, `DataParallel` and `torch.compile` wrappers"
+    "The user's model inside `DistributedDataParallel`, `DataParallel`, FSDP, DeepSpeed and `torch.compile` wrappers (never a user's own `.module` attribute)"
     while True:
-        inner = getattr(model, 'module', None) or getattr(model, '_orig_mod', None)
-        if not isinstance(inner, nn.Module): return model
+        if isinstance(model, _wrapper_types()) or type(model).__name__ == 'DeepSpeedEngine': inner = model.module
+        elif _is_compiled(model): inner = model._orig_mod
+        else: return model
         model = inner
 
 def _model_of(model_or_learner)->nn.Module:
@@ -393,22 +413,12 @@ def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Para
             if id(p) not in seen: seen.add(id(p)); res.append((m, n, p))
     return res
 
-# %% ../nbs/00_core.ipynb #ab505b06
-def sparse_report(model_or_learner)->list[dict]:
-    "Per sparseable weight (masked or dense): layer, shape, number of weights, active weights and density"
-    model = _model_of(model_or_learner)
-    names = {id(m): n for n, m in model.named_modules()}
-    rows = []
-    for m, n, p in _unique_targets(model, tuple({type(m) for m, _ in masked_params(model)})):
-        mask = getattr(m, f'{n}_mask', None)
-        act = int(mask.sum()) if mask is not None else p.numel()
-        rows.append(dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel()))
-    return rows
+# %% ../nbs/00_core.ipynb #84736378
+_moved = dict(sparse_report='fastsparse.report', format_sparse_report='fastsparse.report')  # name -> the module that defines it now
 
-def format_sparse_report(rows:list[dict])->str:
-    "`sparse_report` rows as a text table with a total line"
-    lines = [f"{'layer':<28}{'shape':>18}{'weights':>11}{'active':>10}{'density':>9}"]
-    lines += [f"{r['layer']:<28}{str(r['shape']):>18}{r['numel']:>11,}{r['active']:>10,}{r['density']:>9.4f}" for r in rows]
-    n, a = sum(r['numel'] for r in rows), sum(r['active'] for r in rows)
-    lines.append(f"{'total':<28}{'':>18}{n:>11,}{a:>10,}{a / max(n, 1):>9.4f}")
-    return '\n'.join(lines)
+def __getattr__(name:str):
+    "Resolve a name that moved out of `fastsparse.core` from its new module, on first use"
+    mod = _moved.get(name)
+    if mod is None: raise AttributeError(f"module 'fastsparse.core' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(mod), name)

@@ -1,4 +1,4 @@
-"""Watch sparsity during training (density, mask churn, in-time over-parameterization), per-layer reports, and FLOP accounting
+"""Watch sparsity during fastai training (density, mask churn, in-time over-parameterization), plots, and `learn.sparse_report()` (part of the fastai adapter)
 
 Docs: https://fastsparse.github.io/fastsparse/diagnostics.html.md"""
 
@@ -6,17 +6,15 @@ Docs: https://fastsparse.github.io/fastsparse/diagnostics.html.md"""
 
 # %% ../nbs/05_diagnostics.ipynb #26cc7753
 from __future__ import annotations
-import math
-import torch
-from torch import nn, Tensor
 from fastcore.basics import patch
 from fastai.learner import Learner, Recorder
 from fastai.metrics import ValueMetric
-from .core import weights_and_masks, sparse_report as _sparse_report, format_sparse_report, masked_params, unwrap_model, _unique_targets, sparseable_types
-from .callbacks import DensityMonitor
+from .core import weights_and_masks
+from .report import sparse_report
+from .callbacks import DensityMonitor, DynamicSparseTrainingCallback
 
 # %% auto #0
-__all__ = ['SparsityRecorder', 'flops_report', 'inference_flops', 'training_flops']
+__all__ = ['SparsityRecorder']
 
 # %% ../nbs/05_diagnostics.ipynb #be517e88
 class _MonitorValue:
@@ -38,7 +36,7 @@ class SparsityRecorder(DensityMonitor):
         self._epoch_churn = []
     def after_batch(self):
         super().after_batch()
-        dst = getattr(self.learn, 'dynamic_sparse_training', None)
+        dst = next((cb for cb in self.learn.cbs if isinstance(cb, DynamicSparseTrainingCallback)), None)
         if dst is not None and len(dst.history) > self._seen:
             for h in dst.history[self._seen:]: self._epoch_churn.append(h['dropped'] / max(h['active'], 1))
             self._seen = len(dst.history)
@@ -60,20 +58,7 @@ class SparsityRecorder(DensityMonitor):
         return float(sum(e.sum() for e in self.ever)) / max(sum(e.numel() for e in self.ever), 1) if getattr(self, 'ever', None) else float('nan')
 
 # %% ../nbs/05_diagnostics.ipynb #d42c0ec0
-@patch
-def sparse_report(self:Learner, flops_input:Tensor|None=None)->list[dict]:
-    "Per sparseable layer of the learner's model: shape, density, active weights (and FLOPs for `flops_input`, default: one batch)"
-    model = unwrap_model(self.model)
-    rows = _sparse_report(model)
-    if flops_input is None:
-        try: flops_input = self.dls.one_batch()[0][:1]
-        except Exception: flops_input = None
-    if flops_input is not None:
-        f = {r['layer']: r for r in flops_report(model, flops_input)}
-        for r in rows:
-            fr = f.get(r['layer'])
-            r['dense_flops'], r['sparse_flops'] = (fr['dense_flops'], fr['sparse_flops']) if fr else (None, None)
-    return rows
+Learner.sparse_report = sparse_report  # `learn.sparse_report(flops_input=None)` is `fastsparse.report.sparse_report(learn, ...)`: one report
 
 @patch
 def plot_sparsity(self:Recorder, ax=None):
@@ -101,87 +86,3 @@ def _recorder_of(learn)->SparsityRecorder:
     recs = [cb for cb in learn.cbs if isinstance(cb, SparsityRecorder)]
     if not recs: raise ValueError("train with `cbs=SparsityRecorder()` (or `learn.add_cb(SparsityRecorder())`) to plot sparsity")
     return recs[0]
-
-# %% ../nbs/05_diagnostics.ipynb #99c2f141
-def _density(m:nn.Module, n:str)->float:
-    "Density of weight `n` of module `m` (1 if it has no mask)"
-    mask = getattr(m, f'{n}_mask', None)
-    return float(mask.sum()) / mask.numel() if mask is not None else 1.
-
-class _FlopCounter:
-    "Forward hook recording the multiply-adds of one sparseable layer"
-    def __init__(self, name): self.name, self.calls = name, []
-    def __call__(self, m, inp, out):
-        x = inp[0] if isinstance(inp, tuple) else inp
-        self.calls.append(_layer_flops(m, x, out, inp))
-
-def _layer_flops(m, x, out, inp)->tuple[float, float]:
-    "(dense, sparse) multiply-adds of module `m` for one forward call"
-    if isinstance(m, nn.Linear):
-        rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
-        return d, d * _density(m, 'weight')
-    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        o = out; d = o.shape[0] * math.prod(o.shape[2:]) * m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
-        return d, d * _density(m, 'weight')
-    if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        d = x.shape[0] * math.prod(x.shape[2:]) * m.in_channels * (m.out_channels // m.groups) * math.prod(m.kernel_size)
-        return d, d * _density(m, 'weight')
-    if isinstance(m, nn.MultiheadAttention):
-        q, k = inp[0], inp[1]
-        bf = m.batch_first
-        L, S = (q.shape[1], k.shape[1]) if (bf and q.dim() == 3) else (q.shape[0], k.shape[0])
-        B = q.numel() // (L * q.shape[-1]); E = m.embed_dim
-        if m.in_proj_weight is not None: proj_d, proj_s = (L + 2 * S) * E * E, (L + 2 * S) * E * E * _density(m, 'in_proj_weight')
-        else:
-            parts = [(L, m.q_proj_weight, 'q_proj_weight'), (S, m.k_proj_weight, 'k_proj_weight'), (S, m.v_proj_weight, 'v_proj_weight')]
-            proj_d = sum(n * w.numel() for n, w, _ in parts); proj_s = sum(n * w.numel() * _density(m, nm) for n, w, nm in parts)
-        att = 2 * L * S * E
-        out_d = L * E * E  # out_proj's weight is used directly by F.multi_head_attention_forward, so its hook never fires
-        return B * (proj_d + att + out_d), B * (proj_s + att + out_d * _density(m.out_proj, 'weight'))
-    if isinstance(m, nn.RNNBase):
-        seq = x.shape[1] if (m.batch_first and x.dim() == 3) else x.shape[0]
-        B = x.shape[0] if (m.batch_first and x.dim() == 3) else (x.shape[1] if x.dim() == 3 else 1)
-        d = s = 0.
-        for n in m._flat_weights_names:
-            if n.startswith('weight_'):
-                w = getattr(m, n); d += w.numel(); s += w.numel() * _density(m, n)
-        return B * seq * d, B * seq * s
-    if isinstance(m, nn.RNNCellBase):
-        B = x.shape[0] if x.dim() == 2 else 1
-        d = m.weight_ih.numel() + m.weight_hh.numel()
-        return B * d, B * (m.weight_ih.numel() * _density(m, 'weight_ih') + m.weight_hh.numel() * _density(m, 'weight_hh'))
-    return 0., 0.
-
-def flops_report(model:nn.Module, x, *args)->list[dict]:
-    "Inference multiply-adds per sparseable layer for input `x` (a batch): dense, sparse, and density"
-    model = unwrap_model(model)
-    names = {id(m): n for n, m in model.named_modules()}
-    types = sparseable_types + tuple({type(m) for m, _ in masked_params(model)})
-    mods = [m for m in model.modules() if isinstance(m, types)]
-    counters = [(m, _FlopCounter(names[id(m)])) for m in mods]
-    hs = [m.register_forward_hook(c) for m, c in counters]
-    try:
-        with torch.no_grad(): model(x, *args)
-    finally:
-        for h in hs: h.remove()
-    rows = []
-    for m, c in counters:
-        if not c.calls: continue  # not called as a module (e.g. MultiheadAttention's out_proj, counted by its parent)
-        d = sum(a for a, b in c.calls); s = sum(b for a, b in c.calls)
-        whole = isinstance(m, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase))
-        rows.append(dict(layer=c.name if whole else f"{c.name}.weight", dense_flops=d, sparse_flops=s, density=s / d if d else 1.))
-    return rows
-
-def inference_flops(model:nn.Module, x, *args)->tuple[float, float]:
-    "(dense, sparse) inference multiply-adds of `model` on batch `x`"
-    rows = flops_report(model, x, *args)
-    return sum(r['dense_flops'] for r in rows), sum(r['sparse_flops'] for r in rows)
-
-def training_flops(model:nn.Module, x, method:str='rigl', batches_per_update:int=100)->float:
-    "Training multiply-adds per step on batch `x`, RigL paper's accounting: static/SET 3·fS; SNFS 2·fS + fD; RigL (3·fS·ΔT + 2·fS + fD)/(ΔT + 1)"
-    fd, fs = inference_flops(model, x)
-    if method in ('dense',): return 3 * fd
-    if method in ('static', 'set'): return 3 * fs
-    if method == 'snfs': return 2 * fs + fd
-    if method == 'rigl': return (3 * fs * batches_per_update + 2 * fs + fd) / (batches_per_update + 1)
-    raise ValueError(f"`method` must be one of 'dense', 'static', 'set', 'snfs', 'rigl'; got {method!r}")

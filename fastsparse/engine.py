@@ -10,7 +10,6 @@ import inspect, math
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from fastcore.basics import patch
 from .core import masked_params
 
 # %% auto #0
@@ -131,7 +130,6 @@ class DropGrowEngine:
         self.model, self.params = model, ps
         self.generator = torch.Generator(device=self.weights[0].device)
         self.generator.manual_seed(shared_seed(seed))
-        self.n_updates = 0
 
     @property
     def weights(self)->list[Tensor]: return [getattr(m, n) for m, n in self.params]
@@ -240,9 +238,8 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     return counts
 
 # %% ../nbs/01a_engine.ipynb #fd69fb9a
-@patch
 @torch.no_grad()
-def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
+def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     "Perform one topology update with `drop_fraction` of each layer's active weights; return per-layer counts"
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
     ws, ms = self.weights, self.masks
@@ -267,5 +264,6 @@ def update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
         res['dropped'].append(d); res['grown'].append(g)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
-    self.n_updates += 1
     return res
+
+DropGrowEngine.update = _engine_update

@@ -11,6 +11,7 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import torch
 from .core import n_active
+from .experiment import train_one
 
 # %% auto #0
 __all__ = ['lenet_protocol', 'set_protocol', 'grids', 'lenet_grid', 'epsilon_sparsity', 'set_grid', 'run_grid', 'load_runs',
@@ -54,7 +55,6 @@ def set_grid(seeds=(0, 1), epochs=400, lrs=dict(sparse=0.05, dense=0.001), **ove
 def _train(cfg:dict)->dict:
     "Run one configuration in a worker process (one thread each)"
     torch.set_num_threads(int(os.environ.get('FASTSPARSE_THREADS', '1')))
-    from fastsparse.cli import train_one
     r = train_one(**cfg)
     r['config'] = cfg
     r['method_label'] = cfg['method'] + ('-noredist' if cfg.get('redistribution') is False else '')

@@ -6,24 +6,14 @@ Docs: https://fastsparse.github.io/fastsparse/pytorch.html.md"""
 
 # %% ../nbs/04_pytorch.ipynb #8c3a5b73
 from __future__ import annotations
-import math
 import torch
 from torch import nn, Tensor
-import torch.distributed as dist
-from .core import masked_params, apply_masks, unwrap_model
-from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude, shared_seed
+from .core import apply_masks, unwrap_model
+from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
+from .schedule import DropGrowSchedule, cosine_sched, constant_sched, check_schedule_args
 
 # %% auto #0
-__all__ = ['cosine_sched', 'constant_sched', 'DynamicSparseTrainingOptimizerWrapper']
-
-# %% ../nbs/04_pytorch.ipynb #50661237
-def cosine_sched(start:float, end:float):
-    "Cosine schedule from `start` (pct 0) to `end` (pct 1), like fastai's `SchedCos`"
-    return lambda pct: end + (start - end) * (1 + math.cos(math.pi * min(max(pct, 0.), 1.))) / 2
-
-def constant_sched(start:float, end:float):
-    "Constant schedule at `start`, like fastai's `SchedNo`"
-    return lambda pct: start
+__all__ = ['DynamicSparseTrainingOptimizerWrapper']
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
 class DynamicSparseTrainingOptimizerWrapper:
@@ -44,14 +34,17 @@ class DynamicSparseTrainingOptimizerWrapper:
         sparse_modules=None, # modules whose masks change (default: every masked layer)
         seed:int|None=None, # seed of the random choices; None: drawn on rank 0 and shared with every rank
     ):
-        if not isinstance(batches_per_update, int) or batches_per_update < 1: raise ValueError(f"`batches_per_update` must be a positive int, got {batches_per_update!r}")
-        if not 0 < stop_pct <= 1: raise ValueError(f"`stop_pct` must be in (0, 1], got {stop_pct!r}")
-        self.model, self.opt = unwrap_model(model), opt
-        self.batches_per_update, self.stop_pct, self.skip_step_on_update, self.total_steps = batches_per_update, stop_pct, skip_step_on_update, total_steps
-        self.sched = drop_grow_sched(initial_drop_grow_pct, 0.)
+        check_schedule_args(batches_per_update, initial_drop_grow_pct, stop_pct, allow_none=False)
+        self.schedule = DropGrowSchedule(batches_per_update, initial_drop_grow_pct, stop_pct, drop_grow_sched, total_steps)
+        self.model, self.opt, self.skip_step_on_update = unwrap_model(model), opt, skip_step_on_update
         self.engine = DropGrowEngine(self.model, keep_score_f, grow_score_f, redistribute_f, sparse_modules, allow_regrow, seed)
-        self.n_step, self.n_updates = 0, 0
 
+    @property
+    def n_step(self)->int: return self.schedule.step
+    @property
+    def n_updates(self)->int: return self.schedule.n_updates
+    @property
+    def total_steps(self)->int|None: return self.schedule.total_steps
     @property
     def param_groups(self): return self.opt.param_groups
     @property
@@ -60,37 +53,26 @@ class DynamicSparseTrainingOptimizerWrapper:
     def __repr__(self): return f"DynamicSparseTrainingOptimizerWrapper({type(self.opt).__name__}, step {self.n_step}, {self.n_updates} updates)"
 
 # %% ../nbs/04_pytorch.ipynb #739e843f
-def _pct(self:DynamicSparseTrainingOptimizerWrapper, step, pct_train)->float:
-    "Fraction of training done at `step`"
-    if pct_train is not None: return float(pct_train)
-    if not self.total_steps: raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is")
-    return step / self.total_steps
-
 def _wrapper_step(self:DynamicSparseTrainingOptimizerWrapper, step:int|None=None, pct_train:float|None=None, closure=None):
     "Take an optimizer step, or update the topology at every `batches_per_update`-th step (then skip the step if `skip_step_on_update`)"
-    t = self.n_step if step is None else int(step)
-    pct = _pct(self, t, pct_train)
-    self.n_step = t + 1
-    if t > 0 and t % self.batches_per_update == 0 and pct < self.stop_pct:
-        self.engine.update(float(self.sched(pct / self.stop_pct)), self.opt)
-        self.n_updates += 1
-        if self.skip_step_on_update: return None
+    if pct_train is None and not self.schedule.total_steps:
+        raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is")
+    if self.schedule.advance(self.engine, self.opt, step, pct_train) is not None and self.skip_step_on_update: return None
     return self.opt.step(closure) if closure is not None else self.opt.step()
 
 DynamicSparseTrainingOptimizerWrapper.step = _wrapper_step
 
 # %% ../nbs/04_pytorch.ipynb #b306f48c
 def _wrapper_state_dict(self:DynamicSparseTrainingOptimizerWrapper)->dict:
-    "Optimizer state, schedule position, RNG state and masks: plain tensors and numbers (`torch.load(weights_only=True)` works)"
+    "Optimizer state, schedule position and record, RNG state and masks: plain tensors and numbers (`torch.load(weights_only=True)` works)"
     names = {id(m): n for n, m in self.model.named_modules()}
-    return dict(opt=self.opt.state_dict(), n_step=self.n_step, n_updates=self.n_updates, engine_updates=self.engine.n_updates,
-                generator=self.engine.generator.get_state(),
+    return dict(opt=self.opt.state_dict(), **self.schedule.state_dict(), generator=self.engine.generator.get_state(),
                 masks={f"{names[id(m)]}.{n}_mask".lstrip('.'): getattr(m, f'{n}_mask').clone() for m, n in self.engine.params})
 
 def _wrapper_load_state_dict(self:DynamicSparseTrainingOptimizerWrapper, sd:dict):
-    "Restore what `state_dict` saved; masks are copied in place and the weights re-masked"
+    "Restore what `state_dict` saved (also the format of earlier versions); masks are copied in place and the weights re-masked"
     self.opt.load_state_dict(sd['opt'])
-    self.n_step, self.n_updates, self.engine.n_updates = sd['n_step'], sd['n_updates'], sd['engine_updates']
+    self.schedule.load_state_dict(sd)
     self.engine.generator.set_state(sd['generator'])
     bufs = dict(self.model.named_buffers())
     with torch.no_grad():

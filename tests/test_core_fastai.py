@@ -26,7 +26,7 @@ class CheckMasked(Callback):
 
 def _digits_learner(opt_func=Adam, **kw):
     from fastsparse.data import digits_dls
-    from fastsparse.cli import lenet300
+    from fastsparse.experiment import lenet300
     torch.manual_seed(0)
     return Learner(digits_dls(bs=64, seed=0), lenet300((64,)), loss_func=CrossEntropyLossFlat(), metrics=accuracy, opt_func=opt_func, **kw)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ['core', 'engine', 'callbacks', 'wrapper', 'diagnostics', 'export', 'data', 'cli', 'replicate']
+MODULES = ['core', 'engine', 'schedule', 'callbacks', 'wrapper', 'report', 'diagnostics', 'export', 'data', 'experiment', 'cli', 'replicate']
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
