@@ -2,13 +2,14 @@
 __version__ = "0.1.0"
 
 # The torch-only layer: imported now, needs nothing but PyTorch
-from .core import *
+from . import core as _core
+globals().update({n: getattr(_core, n) for n in _core.__all__ if n not in _core._moved})  # core's own names; its moved ones come from their new homes
 from .engine import *
 from .schedule import *
 from .wrapper import *
 from .report import *
 from .export import *
-from . import core as _core, engine as _engine, schedule as _schedule, wrapper as _wrapper, report as _report, export as _export
+from . import engine as _engine, schedule as _schedule, wrapper as _wrapper, report as _report, export as _export
 
 # The fastai adapter: imported (with fastai) the first time one of its names is used
 _adapter = {
@@ -28,4 +29,4 @@ def __getattr__(name:str):
 
 def __dir__(): return sorted(set(globals()) | set(_lazy))
 
-__all__ = [n for m in (_core, _engine, _schedule, _wrapper, _report, _export) for n in m.__all__] + list(_lazy)
+__all__ = list(dict.fromkeys([n for m in (_core, _engine, _schedule, _wrapper, _report, _export) for n in m.__all__ if n not in _lazy] + list(_lazy)))

@@ -16,10 +16,12 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 # %% auto #0
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
-           'sparseable_modules', 'sparse_params', 'uniform_sparsity', 'first_layer_dense_uniform',
+           'sparseable_modules', 'sparseable_params', 'uniform_sparsity', 'first_layer_dense_uniform',
            'erdos_renyi_sparsity', 'masked_params_of', 'masked_params', 'weights_and_masks', 'weights_and_masks_of',
-           'apply_masks', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks',
-           'topk_mask']
+           'sparse_params', 'apply_masks', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model',
+           'sync_masks', 'topk_mask', 'top_k_mask', 'maybe_float', 'is_sparseable_module', 'sparse_report',
+           'format_sparse_report', 'random_score', 'weight_magnitude', 'gradient_magnitude', 'gradient_momentum',
+           'SET_presets', 'SNFS_presets', 'RigL_presets', 'DynamicSparseTrainingCallback']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -77,7 +79,7 @@ def sparseable_modules(
 )->list[nn.Module]:
     "Modules of `model` that have sparseable weights, in `model.modules()` order"
     types = sparseable_types + tuple(additional_types)
-    return [m for m in model.modules() if isinstance(m, types) and sparse_params(m)]
+    return [m for m in model.modules() if isinstance(m, types) and sparseable_params(m)]
 
 # %% ../nbs/00_core.ipynb #2fc866e4
 def _weight_names(m:nn.Module)->list[str]:
@@ -88,7 +90,7 @@ def _weight_names(m:nn.Module)->list[str]:
     if isinstance(m, nn.RNNCellBase): return ['weight_ih', 'weight_hh']
     return ['weight']
 
-def sparse_params(
+def sparseable_params(
     module:nn.Module, # a single layer
 )->list[tuple[str, nn.Parameter]]:
     "`(name, parameter)` pairs of the weights of `module` that can be made sparse (biases, norms and embeddings excluded)"
@@ -185,6 +187,14 @@ def weights_and_masks_of(module:nn.Module)->tuple[list[Tensor], list[Tensor]]:
     "Masked weights of `module` itself and their masks"
     return _tensors(masked_params_of(module))
 
+# %% ../nbs/00_core.ipynb #6b5e21c8
+def sparse_params(
+    module:nn.Module, # a layer or a whole model (searched recursively, as in fastsparse 0.0.5)
+)->list[tuple[nn.Parameter, Tensor, float]]:
+    "`(param, mask, sparsity)` for every parameter of `module` that has a `<name>_mask` buffer; `sparsity` is read from the current mask"
+    bufs = dict(module.named_buffers())
+    return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in module.named_parameters() if f'{n}_mask' in bufs]
+
 # %% ../nbs/00_core.ipynb #7aa21d29
 def _mask_(ws:list[Tensor], ms:list[Tensor]):
     "Zero the masked entries of weights `ws` in place (one foreach kernel; bool masks viewed as uint8 for speed)"
@@ -238,11 +248,25 @@ def _remove_step_hooks():
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
-    "`load_state_dict` post-hook of a sparse layer: zero its masked weights and refresh its recorded sparsity"
+    "`load_state_dict` post-hook of a sparse layer (installed by `MaskEnforcer`): zero its masked weights"
+    def __call__(self, module, incompatible_keys): _mask_(*weights_and_masks_of(module))
+
+class _SparsityAfterLoad:
+    "`load_state_dict` post-hook of a sparse layer: recompute its recorded `<name>_sparsity` from the loaded masks"
     def __call__(self, module, incompatible_keys):
-        ws, ms = weights_and_masks_of(module)
-        _mask_(ws, ms)
-        for (m, n), k in zip(masked_params_of(module), ms): setattr(m, f'{n}_sparsity', sparsity_from_tensor(k))
+        for m, n in masked_params_of(module): setattr(m, f'{n}_sparsity', sparsity_from_tensor(getattr(m, f'{n}_mask')))
+
+class _DropOldSparsity:
+    "`load_state_dict` pre-hook of a sparse layer: drop the `<name>_sparsity` buffers that fastsparse 0.0.5 saved (the sparsity is recomputed from the mask)"
+    def __call__(self, module, state_dict, prefix, *args):
+        for m, n in masked_params_of(module): state_dict.pop(f'{prefix}{n}_sparsity', None)
+
+def _add_load_hooks(m:nn.Module):
+    "Give sparse layer `m` (once) the load hooks every sparse layer has, enforced or not: 0.0.5 checkpoints load, sparsity is recomputed"
+    if getattr(m, '_fastsparse_load_hooks', False): return
+    m.register_load_state_dict_pre_hook(_DropOldSparsity())
+    m.register_load_state_dict_post_hook(_SparsityAfterLoad())
+    m._fastsparse_load_hooks = True
 
 # %% ../nbs/00_core.ipynb #a2164c77
 class MaskEnforcer:
@@ -379,6 +403,7 @@ def sparsify_model(
         if s == 0: continue  # dense layers get no mask
         mask = sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
         m.register_buffer(f'{n}_mask', mask)
+        _add_load_hooks(m)
         setattr(m, f'{n}_sparsity', 1 - n_active(p.numel(), s) / p.numel())  # kept in sync by topology updates and loads
         if weight_init: sparse_kaiming_init_(p, mask, generator=generator)
     sync_masks(model)
@@ -409,16 +434,37 @@ def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Para
     "`(module, name, param)` for every sparseable weight, each parameter once (tied weights are masked where first seen)"
     seen, res = set(), []
     for m in sparseable_modules(model, additional_types):
-        for n, p in sparse_params(m):
+        for n, p in sparseable_params(m):
             if id(p) not in seen: seen.add(id(p)); res.append((m, n, p))
     return res
 
 # %% ../nbs/00_core.ipynb #84736378
-_moved = dict(sparse_report='fastsparse.report', format_sparse_report='fastsparse.report')  # name -> the module that defines it now
+_moved = dict(  # name -> the module that defines it now
+    sparse_report='fastsparse.report', format_sparse_report='fastsparse.report',
+    random_score='fastsparse.engine', weight_magnitude='fastsparse.engine', gradient_magnitude='fastsparse.engine', gradient_momentum='fastsparse.engine',
+    SET_presets='fastsparse.schedule', SNFS_presets='fastsparse.schedule', RigL_presets='fastsparse.schedule',
+    DynamicSparseTrainingCallback='fastsparse.callbacks')
+_all_ = ['sparse_report', 'format_sparse_report', 'random_score', 'weight_magnitude', 'gradient_magnitude', 'gradient_momentum',
+         'SET_presets', 'SNFS_presets', 'RigL_presets', 'DynamicSparseTrainingCallback']  # `from fastsparse.core import *` brings them, as in 0.0.5
 
 def __getattr__(name:str):
     "Resolve a name that moved out of `fastsparse.core` from its new module, on first use"
     mod = _moved.get(name)
     if mod is None: raise AttributeError(f"module 'fastsparse.core' has no attribute {name!r}")
-    import importlib
+    import importlib, warnings
+    warnings.warn(f"`fastsparse.core.{name}` moved to `{mod}`: import it from there or from `fastsparse`", DeprecationWarning, stacklevel=2)
     return getattr(importlib.import_module(mod), name)
+
+# %% ../nbs/00_core.ipynb #74349a9c
+def top_k_mask(t:Tensor, n_keep:int)->Tensor:
+    "fastsparse 0.0.5's name for `topk_mask`: bool mask of exactly the `n_keep` largest entries of `t`"
+    return topk_mask(t, n_keep)
+
+def maybe_float(num):
+    "`float(num)` if it converts, else `num` unchanged (kept from fastsparse 0.0.5)"
+    try: return float(num)
+    except (TypeError, ValueError): return num
+
+def is_sparseable_module(m:nn.Module, additional_types:Iterable[type]=())->bool:
+    "Whether `m` is of a type whose weights `sparsify_model` makes sparse (kept from fastsparse 0.0.5)"
+    return isinstance(m, sparseable_types + tuple(additional_types))

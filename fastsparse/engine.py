@@ -89,14 +89,27 @@ def shared_seed(seed:int|None=None)->int:
     return int(s.item())
 
 # %% ../nbs/01a_engine.ipynb #4e2b2765
-def _takes_generator(f)->bool:
-    "Whether score function `f` accepts a `generator` keyword"
-    try: return 'generator' in inspect.signature(f).parameters
-    except (TypeError, ValueError): return False
+def _score_call(f)->tuple[str, bool]:
+    "How to call score function `f`: ('positional' `f(param, opt)` | 'keyword' `f(param, opt=opt)`, as fastsparse 0.0.5 did | 'param' `f(param)`), and whether it takes `generator`"
+    try: ps = inspect.signature(f).parameters
+    except (TypeError, ValueError): return 'positional', False
+    kinds = [p.kind for p in ps.values()]
+    n_pos = sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+    if n_pos >= 2 or inspect.Parameter.VAR_POSITIONAL in kinds: return 'positional', 'generator' in ps
+    if 'opt' in ps or inspect.Parameter.VAR_KEYWORD in kinds: return 'keyword', 'generator' in ps
+    return 'param', 'generator' in ps
+
+def _call_score(f, p, opt, generator)->Tensor:
+    "Call score function `f` for weight `p` the way its signature asks (the documented `f(param, opt)`, or 0.0.5's `f(p, **kwargs)`)"
+    how, gen = _score_call(f)
+    kw = dict(generator=generator) if gen else {}
+    if how == 'positional': return f(p, opt, **kw)
+    if how == 'keyword': return f(p, opt=opt, **kw)
+    return f(p, **kw)
 
 def _checked_score(f, p, opt, generator, kind)->Tensor:
     "Call score function `f` and check that its result is shaped like `p`"
-    s = f(p, opt, generator=generator) if _takes_generator(f) else f(p, opt)
+    s = _call_score(f, p, opt, generator)
     if not isinstance(s, Tensor) or s.shape != p.shape:
         raise ValueError(f"`{kind}` ({getattr(f, '__name__', f)}) must return a tensor shaped like the weight {tuple(p.shape)}, "
                          f"got {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
