@@ -10,10 +10,11 @@ import math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
-from .engine import _select, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
+from .engine import _select, _scores, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
-__all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense']
+__all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
+           'record_for_update', 'update_truly_sparse_layer', 'update_truly_sparse']
 
 # %% ../nbs/09_truly_sparse.ipynb #824cf3eb
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')
@@ -194,8 +195,15 @@ def _getstate(self:TrulySparseLinear)->dict:
 
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
-# %% ../nbs/09_truly_sparse.ipynb #5b76dec6
-_replaced_weights = weakref.WeakSet()  # dense weights of converted layers: an optimizer holding one was created before `truly_sparse`
+# %% ../nbs/09_truly_sparse.ipynb #6a4fc084
+_replaced_weights = {}  # id -> weakref of the dense weights of converted layers: an optimizer holding one was created before `truly_sparse`
+
+def _mark_replaced(p:Tensor):
+    "Remember dense weight `p` (until it is freed) as replaced by a truly sparse layer"
+    _replaced_weights[id(p)] = weakref.ref(p, lambda r, k=id(p), d=_replaced_weights: d.pop(k, None))
+def _was_replaced(p:Tensor)->bool:
+    r = _replaced_weights.get(id(p))
+    return r is not None and r() is p
 
 def _parents(model:nn.Module)->dict[int, list[tuple[nn.Module, str]]]:
     "Every (parent, attribute name) under which each submodule of `model` appears"
@@ -242,7 +250,7 @@ def truly_sparse(
     parents = _parents(model)
     for m in todo:
         _replace(model, m, TrulySparseLinear.from_dense(m.weight, m.weight_mask, m.bias), parents)
-        _replaced_weights.add(m.weight)
+        _mark_replaced(m.weight)
     _refresh_enforcer(model, dropped=todo)
     return model
 
@@ -269,3 +277,153 @@ def masked_dense(
         _replace(model, m, lin, parents); added.append(lin)
     _refresh_enforcer(model, added=added)
     return model
+
+# %% ../nbs/09_truly_sparse.ipynb #611fc68e
+def _held(opt, p:Tensor)->bool:
+    "Whether optimizer `opt` (torch, fastai `Optimizer` or `OptimWrapper`) updates `p`"
+    return any(q is p for q in _opt_params(getattr(opt, 'opt', opt)))
+
+def check_optimizer(
+    model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
+    opt, # the optimizer that trains it
+):
+    "Raise if `opt` was created before `truly_sparse(model)` (it holds a converted dense weight) or does not train a layer's `values`"
+    layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
+    ps = list(_opt_params(getattr(opt, 'opt', opt)))
+    if any(_was_replaced(p) for p in ps):
+        raise ValueError("the optimizer holds dense weights that `truly_sparse` replaced: create the optimizer after truly_sparse(model)")
+    ids = {id(p) for p in ps}
+    for l in layers:
+        if id(l.values) not in ids:
+            raise ValueError(f"the optimizer does not train the values of {l!r}: create the optimizer after truly_sparse(model) "
+                             "(a topology update must move its state with the weights)")
+
+# %% ../nbs/09_truly_sparse.ipynb #4c7519f0
+_snfs_msg = ("SNFS grows by the momentum of inactive weights, and a TrulySparseLinear has no inactive weights to keep momentum for: "
+             "that momentum is an average of dense gradients over every step, which would cost a dense gradient per training step. "
+             "Use grow='random' (SET) or grow='gradient' (RigL: the dense gradient of the update step only, computed block by block), "
+             "or train SNFS masked-dense")
+
+def grow_mode(grow)->str:
+    "'random' or 'gradient' for a grow policy given by name or by the engine's score function (`random_score`, `gradient_magnitude`)"
+    if grow is random_score or grow == 'random': return 'random'
+    if grow is gradient_magnitude or grow == 'gradient': return 'gradient'
+    if grow is gradient_momentum or grow == 'momentum': raise ValueError(_snfs_msg)
+    raise ValueError(f"`grow` must be 'random' (SET, or random_score) or 'gradient' (RigL, or gradient_magnitude) for a TrulySparseLinear, got {grow!r}")
+
+def record_for_update(
+    model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
+    on:bool=True, # keep (True) or stop keeping and free (False) each layer's input and output gradient
+):
+    "Make the next forward/backward keep what RigL's block-wise dense gradient needs; set it before the forward of an update step"
+    layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
+    for l in layers:
+        l.record = on
+        if not on: l._x = l._grad_out = None
+
+# %% ../nbs/09_truly_sparse.ipynb #5a90fbaf
+def _excluded_in(excl:Tensor, lo:int, hi:int)->Tensor:
+    "Entries of sorted `excl` in [lo, hi)"
+    a, b = torch.searchsorted(excl, torch.tensor([lo, hi], device=excl.device)).tolist()
+    return excl[a:b]
+
+def _block_scores(layer:TrulySparseLinear, r0:int, r1:int, excl:Tensor)->Tensor:
+    "Flat |dense gradient| of output rows [r0, r1), -1 at excluded positions, NaN as -0.5 (grown last)"
+    s = (layer._grad_out[:, r0:r1].t() @ layer._x).abs_().view(-1)
+    s.index_fill_(0, _excluded_in(excl, r0 * layer.in_features, r1 * layer.in_features) - r0 * layer.in_features, -1.)
+    return torch.nan_to_num_(s, nan=-0.5)
+
+@torch.no_grad()
+def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:int)->Tensor:
+    "Sorted flat positions of the `k` largest |dense gradient| outside sorted `excl`, computed over blocks of output rows with a running top-k"
+    if getattr(layer, '_x', None) is None or getattr(layer, '_grad_out', None) is None:
+        raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
+                           "record_for_update(model) before that step's forward, then backward, then the update")
+    best_v, best_i = layer._x.new_empty(0), excl.new_empty(0)
+    rb = max(1, block_size // layer.in_features)
+    for r0 in range(0, layer.out_features, rb) if k else []:
+        r1 = min(layer.out_features, r0 + rb)
+        s = _block_scores(layer, r0, r1, excl)
+        if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True)
+        else: sel = torch.nonzero(s > best_v.min()).squeeze(1)  # only what beats the current k-th best
+        best_v, best_i = torch.cat([best_v, s.index_select(0, sel)]), torch.cat([best_i, sel + r0 * layer.in_features])
+        if best_i.numel() > k:
+            t = _select(best_v, None, best_v.numel(), k, largest=True)
+            best_v, best_i = best_v.index_select(0, t), best_i.index_select(0, t)
+    return best_i.sort().values
+
+# %% ../nbs/09_truly_sparse.ipynb #323f4daf
+def _remap(t:Tensor, kept:Tensor, n_grow:int, order:Tensor)->Tensor:
+    "Per-weight tensor `t` after an update: kept entries, then `n_grow` zeros, in the new sorted order"
+    return torch.cat([t.index_select(0, kept), t.new_zeros(n_grow)]).index_select(0, order)
+
+def _assign(dst:Tensor, new:Tensor)->Tensor:
+    "Write `new` into `dst` in place if the shapes agree (DDP, compile and optimizers keep references), else return `new`"
+    if dst.shape == new.shape and dst.dtype == new.dtype: dst.copy_(new); return dst
+    return new
+
+def _rebuild(layer:TrulySparseLinear, flat:Tensor, kept:Tensor, n_grow:int, order:Tensor, opt):
+    "Move values, gradient and every parameter-shaped optimizer state of `layer` to the sorted flat positions `flat`"
+    v = layer.values
+    st = opt_state(opt, v)
+    for key, t in list(st.items()):
+        if isinstance(t, Tensor) and t.shape == v.shape: st[key] = _assign(t, _remap(t, kept, n_grow, order))
+    g = None if v.grad is None else _remap(v.grad, kept, n_grow, order)
+    new = _remap(v.detach(), kept, n_grow, order)
+    if new.shape == v.shape: v.copy_(new)
+    else: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
+    if g is not None: v.grad = _assign(v.grad, g) if v.grad is not None else g
+    for k, t in _indices_from_flat(flat, layer.shape).items(): layer._buffers[k] = _assign(layer._buffers[k], t)
+
+# %% ../nbs/09_truly_sparse.ipynb #17841957
+@torch.no_grad()
+def update_truly_sparse_layer(
+    layer:TrulySparseLinear, # the layer to update in place
+    n_drop:int, # active weights to drop (the smallest keep scores)
+    n_grow:int, # inactive weights to grow (may differ from `n_drop`: redistribution between layers)
+    grow='random', # 'random' (SET, or `random_score`) or 'gradient' (RigL, or `gradient_magnitude`: needs `record_for_update`)
+    opt=None, # optimizer training `layer.values`: its per-weight state moves with the weights
+    generator:torch.Generator|None=None, # random generator of SET's growth
+    keep_score_f=weight_magnitude, # f(values, opt) -> score per active weight; the lowest are dropped
+    allow_regrow:bool=False, # may a weight dropped in this update be grown again in the same update?
+    block_size:int=2**22, # elements of the dense gradient formed at once by 'gradient' growth (peak extra memory)
+)->tuple[Tensor, Tensor]:
+    "Drop `n_drop` and grow `n_grow` weights of `layer`, moving values and optimizer state; return the (dropped, grown) flat positions"
+    mode, n = grow_mode(grow), layer.n_active
+    cap = layer.numel - n + (n_drop if allow_regrow else 0)
+    if not 0 <= n_drop <= n: raise ValueError(f"`n_drop` must be in [0, {n}] (the active weights), got {n_drop}")
+    if not 0 <= n_grow <= cap: raise ValueError(f"`n_grow` must be in [0, {cap}] (the positions free to grow), got {n_grow}")
+    if opt is not None: check_optimizer([layer], opt)
+    flat = layer.flat()
+    keep, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
+    drop = _select(keep.reshape(-1), None, n, n_drop, largest=False, absolute=keep_abs)
+    kept = torch.ones(n, dtype=torch.bool, device=flat.device).index_fill_(0, drop, False).nonzero().squeeze(1)
+    excl = flat.index_select(0, kept) if allow_regrow else flat
+    if mode == 'random': grown = _sample_excluding(layer.numel, n_grow, excl, generator, flat.device).sort().values
+    else: grown = _grow_by_gradient(layer, n_grow, excl, block_size)
+    new_flat, order = torch.cat([flat.index_select(0, kept), grown]).sort()
+    _rebuild(layer, new_flat, kept, n_grow, order, opt)
+    layer._x = layer._grad_out = None
+    return flat.index_select(0, drop), grown
+
+# %% ../nbs/09_truly_sparse.ipynb #94868254
+def update_truly_sparse(
+    model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
+    drop_fraction:float, # fraction of each layer's active weights to drop and regrow, in [0, 1]
+    grow='random', # 'random' (SET) or 'gradient' (RigL: call `record_for_update` before the step's forward)
+    opt=None, # optimizer training the layers' values
+    generator:torch.Generator|None=None, # random generator of SET's growth
+    **kwargs, # passed to `update_truly_sparse_layer`
+)->dict:
+    "One topology update of every `TrulySparseLinear`: each drops and regrows `round(drop_fraction · n_active)` weights; return per-layer counts"
+    if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
+    layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
+    if not layers: raise ValueError("`model_or_layers` has no TrulySparseLinear layer: call truly_sparse(model) first")
+    res = dict(dropped=[], grown=[], active=[])
+    for l in layers:
+        d = min(int(math.floor(drop_fraction * l.n_active + 0.5)), l.n_active, l.numel - l.n_active)  # a nearly dense layer regrows only what fits
+        if not l.values.requires_grad: d = 0
+        update_truly_sparse_layer(l, d, d, grow, opt, generator, **kwargs)
+        res['dropped'].append(d); res['grown'].append(d); res['active'].append(l.n_active)
+    record_for_update(layers, False)
+    return res
