@@ -120,7 +120,7 @@ def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generat
     excl, got = excluded.to(gdev), torch.empty(0, dtype=torch.long, device=gdev)
     while got.numel() < k:
         m = min(int((k - got.numel()) * numel / n_free * 1.1) + 64, 4 * numel)  # expected draws for what is missing, plus a margin
-        cand = torch.randint(numel, (m,), generator=generator, device=gdev)
+        cand = torch.randint(numel, (m,), generator=generator, device=gdev).sort().values  # sorted queries: a faster binary search
         if excl.numel():
             pos = torch.searchsorted(excl, cand).clamp_(max=excl.numel() - 1)
             cand = cand[excl[pos] != cand]
