@@ -1,0 +1,146 @@
+"Property tests of truly sparse layers: equality with the masked-dense model, and exact topology-update invariants over random shapes, densities and optimizers"
+import copy, io, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from torch import nn
+from hypothesis import given, settings, strategies as st, HealthCheck
+from fastsparse.core import sparsify_model
+from fastsparse.truly_sparse import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
+                                     update_truly_sparse, record_for_update, _indices_from_flat)
+
+OPTS = {
+    'sgd': lambda p: torch.optim.SGD(p, 0.05, momentum=0.9, weight_decay=1e-4),
+    'adam': lambda p: torch.optim.Adam(p, 1e-2),
+    'adamw': lambda p: torch.optim.AdamW(p, 1e-2),
+}
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+prop = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+def _csr_valid(l):
+    f = l.flat()
+    assert f.numel() == l.n_active == l.values.numel()
+    assert (f.diff() > 0).all() and (f.numel() == 0 or (f[0] >= 0 and f[-1] < l.numel))  # sorted, distinct, in range
+    ref = _indices_from_flat(f, l.shape)
+    for k in l._index_names: assert torch.equal(getattr(l, k), ref[k]), k
+
+@prop
+@given(shapes, st.floats(0., 0.95), st.integers(0, 3), st.booleans(), st.integers(0, 2**16))
+def test_matches_masked_dense(shape, sparsity, lead, bias, seed):
+    "Output, input gradient, weight gradient at active positions and bias gradient equal the masked-dense layer's"
+    torch.manual_seed(seed)
+    o, i = shape
+    w, m = torch.randn(o, i), torch.rand(o, i) < 1 - sparsity
+    b = torch.randn(o) if bias else None
+    l = TrulySparseLinear.from_dense(w, m, b)
+    x = torch.randn(*([2] * lead), 3, i)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    wd = (w * m).requires_grad_()
+    bd = b.clone().requires_grad_() if bias else None
+    yd = nn.functional.linear(xd, wd, bd); ys = l(xs)
+    torch.testing.assert_close(ys, yd, atol=1e-5, rtol=1e-5)
+    gy = torch.randn_like(yd); yd.backward(gy); ys.backward(gy)
+    torch.testing.assert_close(xs.grad, xd.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(l.values.grad, wd.grad[m], atol=1e-5, rtol=1e-5)
+    if bias: torch.testing.assert_close(l.bias.grad, bd.grad, atol=1e-5, rtol=1e-5)
+
+def _mlp(h): return nn.Sequential(nn.Linear(12, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 3))
+
+@pytest.mark.parametrize('opt', list(OPTS))
+def test_training_equals_masked(opt):
+    "Five training steps of a truly sparse model equal those of its masked-dense twin, and a round trip gives the twin back"
+    torch.manual_seed(0)
+    dm = _mlp(20); sparsify_model(dm, 0.7)
+    sm = truly_sparse(copy.deepcopy(dm))
+    od, os_ = OPTS[opt](dm.parameters()), OPTS[opt](sm.parameters())
+    for _ in range(5):
+        x, y = torch.randn(16, 12), torch.randint(0, 3, (16,))
+        for mdl, o in [(dm, od), (sm, os_)]: o.zero_grad(); nn.functional.cross_entropy(mdl(x), y).backward(); o.step()
+    x = torch.randn(16, 12)
+    torch.testing.assert_close(sm(x), dm(x), atol=1e-5, rtol=1e-4)
+    back = masked_dense(copy.deepcopy(sm))
+    for (ka, a), (kb, b) in zip(back.state_dict().items(), dm.state_dict().items()):
+        assert ka == kb; torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+def test_state_dict_weights_only_after_update():
+    "A checkpoint taken after a count-changing update loads with weights_only=True into a fresh model"
+    torch.manual_seed(0)
+    m = _mlp(20); sparsify_model(m, 0.8); truly_sparse(m)
+    update_truly_sparse_layer(truly_sparse_layers(m)[1], 5, 17, 'random', None, torch.Generator().manual_seed(0))
+    buf = io.BytesIO(); torch.save(m.state_dict(), buf); buf.seek(0)
+    fresh = _mlp(20); sparsify_model(fresh, 0.5); truly_sparse(fresh)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(fresh(x), m(x))
+    for l in truly_sparse_layers(fresh): _csr_valid(l)
+
+@prop
+@given(shapes, st.floats(0.05, 0.95), st.floats(0., 1.), st.sampled_from(['random', 'gradient']), st.sampled_from(list(OPTS)),
+       st.booleans(), st.integers(0, 2**16), st.integers(1, 5))
+def test_update_invariants(shape, density, frac, grow, opt, regrow, seed, n_updates):
+    "Exact counts, valid CSR, kept values and every optimizer state moved with their weights, grown ones zero, dropped ones gone"
+    torch.manual_seed(seed)
+    o, i = shape
+    l = TrulySparseLinear(i, o, sparsity=1 - density, generator=torch.Generator().manual_seed(seed))
+    op = OPTS[opt]([l.values, l.bias])
+    for _ in range(n_updates):
+        x = torch.randn(5, i)
+        if grow == 'gradient': record_for_update([l])
+        op.zero_grad(); l(x).pow(2).sum().backward(); op.step()
+        if grow == 'gradient': op.zero_grad(); l(x).pow(2).sum().backward()
+        n = l.n_active
+        state_keys = [k for k, t in op.state[l.values].items() if torch.is_tensor(t) and t.shape == l.values.shape]
+        before = {p: (v, *[op.state[l.values][k][j].item() for k in state_keys]) for j, (p, v) in enumerate(zip(l.flat().tolist(), l.values.tolist()))}
+        d = min(round(frac * n), n)
+        cap = l.numel - n + (d if regrow else 0)
+        g = min(d + (seed % 3) - 1, cap) if d else 0  # sometimes one more or one fewer than dropped: redistribution
+        g = max(g, 0)
+        dr, gr = update_truly_sparse_layer(l, d, g, grow, op, torch.Generator().manual_seed(seed), allow_regrow=regrow, block_size=1 + seed % 50)
+        _csr_valid(l)
+        assert l.n_active == n - d + g and dr.numel() == d and gr.numel() == g
+        assert gr.unique().numel() == g
+        assert set(dr.tolist()) <= set(before)
+        if not regrow: assert not set(gr.tolist()) & set(before)
+        after = {p: (v, *[op.state[l.values][k][j].item() for k in state_keys]) for j, (p, v) in enumerate(zip(l.flat().tolist(), l.values.tolist()))}
+        grown = set(gr.tolist())
+        for p, vs in after.items():
+            assert vs == (before[p] if p not in grown else (0.,) * (1 + len(state_keys)))
+        assert not (set(dr.tolist()) - grown) & set(after)
+        for k in state_keys: assert op.state[l.values][k].shape == l.values.shape
+
+def test_set_growth_is_uniform():
+    "SET growth chooses every inactive position with the same frequency"
+    counts = torch.zeros(6 * 5)
+    for s in range(600):
+        l = TrulySparseLinear.from_dense(torch.ones(6, 5), torch.arange(30).view(6, 5) % 3 == 0)  # 10 active, 20 inactive
+        counts[update_truly_sparse_layer(l, 3, 3, 'random', None, torch.Generator().manual_seed(s), keep_score_f=lambda v, o: v.abs())[1]] += 1
+    act = torch.arange(30) % 3 == 0
+    assert counts[act].sum() == 0
+    assert (counts[~act] - 600 * 3 / 20).abs().max() < 40
+
+def test_rigl_block_memory_bounded():
+    "A 2000×3000 layer's RigL update with a one-row block picks the same positions as with one block, and never forms the dense gradient"
+    torch.manual_seed(0)
+    lw = TrulySparseLinear(3000, 2000, sparsity=0.99)
+    res = []
+    for bs in [3000, 2**23]:
+        l = copy.deepcopy(lw); record_for_update([l])
+        l(torch.randn(8, 3000, generator=torch.Generator().manual_seed(1))).pow(2).sum().backward()
+        res.append(update_truly_sparse_layer(l, 600, 600, 'gradient', block_size=bs)[1])
+    assert torch.equal(res[0], res[1])
+
+def test_update_model_drop_fraction_counts():
+    "`update_truly_sparse` drops and regrows round(f * n) per layer and keeps every count"
+    torch.manual_seed(0)
+    m = _mlp(30); sparsify_model(m, 0.9); truly_sparse(m)
+    op = torch.optim.SGD(m.parameters(), 0.1, momentum=0.9)
+    ns = [l.n_active for l in truly_sparse_layers(m)]
+    for _ in range(20):
+        res = update_truly_sparse(m, 0.3, 'random', op, torch.Generator().manual_seed(0))
+        assert res['active'] == ns and res['dropped'] == [int(0.3 * n + 0.5) for n in ns]
+
+def test_bench_quick():
+    "The benchmark's quick mode runs and ends with its summary line"
+    script = Path(__file__).resolve().parents[1]/'bench'/'truly_sparse.py'
+    r = subprocess.run([sys.executable, str(script), '--quick', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1].startswith('truly_sparse'), r.stdout
