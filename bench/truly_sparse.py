@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from common import parser, setup, timeit, machine, median
 from fastsparse.core import sparsify_model
-from fastsparse.truly_sparse import truly_sparse, truly_sparse_layers, update_truly_sparse, record_for_update
+from fastsparse.sparse_linear import truly_sparse, truly_sparse_layers, update_truly_sparse, record_for_update
 
 def mlp(h, dev): return nn.Sequential(nn.Linear(784, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)).to(dev)
 

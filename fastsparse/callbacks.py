@@ -18,6 +18,8 @@ from fastai.learner import Learner
 from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model, _install_step_hooks
 from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
 from .schedule import DropGrowSchedule, cosine_sched, presets, SET_presets, SNFS_presets, RigL_presets
+from .sparse_linear import truly_sparse_layers
+from .report import sparse_report
 
 # %% auto #0
 __all__ = ['DynamicSparseTrainingCallback', 'DensityMonitor']
@@ -118,11 +120,14 @@ class DensityMonitor(Callback):
     def before_fit(self): self._new_fit = True  # validate()/get_preds() fire before_fit too: reset at the first training epoch
     def before_train(self):
         if getattr(self, '_new_fit', True):
-            self.total, self.epoch_density, self._new_fit = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]), [], False
+            ts = truly_sparse_layers(self.learn.model)  # layers that store only their active weights count too
+            self.total = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]) + sum(l.numel for l in ts)
+            self.epoch_density, self._new_fit = [], False
         self._sum, self._n = None, 0
     def after_batch(self):
         if not self.total: return
         s = sum(m.count_nonzero() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
+        s = s + sum(l.n_active for l in truly_sparse_layers(self.learn.model))
         self._sum = s if self._sum is None else self._sum + s
         self._n += 1
     def after_train(self):
@@ -180,3 +185,5 @@ def sparsify(self:Learner,
     sparsify_model(self.model, model_sparsity, sparse_f=sparse_f, weight_init=weight_init)
     if method != 'static': self.add_cb(DynamicSparseTrainingCallback(**{**presets[method], **kwargs}))
     return self
+
+Learner.sparse_report = sparse_report  # `learn.sparse_report(flops_input=None)` is `fastsparse.report.sparse_report(learn, ...)`: one report

@@ -10,7 +10,6 @@ from fastcore.basics import patch
 from fastai.learner import Learner, Recorder
 from fastai.metrics import ValueMetric
 from .core import weights_and_masks
-from .report import sparse_report
 from .callbacks import DensityMonitor, DynamicSparseTrainingCallback
 
 # %% auto #0
@@ -58,8 +57,6 @@ class SparsityRecorder(DensityMonitor):
         return float(sum(e.sum() for e in self.ever)) / max(sum(e.numel() for e in self.ever), 1) if getattr(self, 'ever', None) else float('nan')
 
 # %% ../nbs/05_diagnostics.ipynb #d42c0ec0
-Learner.sparse_report = sparse_report  # `learn.sparse_report(flops_input=None)` is `fastsparse.report.sparse_report(learn, ...)`: one report
-
 @patch
 def plot_sparsity(self:Recorder, ax=None):
     "Plot the model's density per epoch and the ITOP rate (needs a `SparsityRecorder`)"

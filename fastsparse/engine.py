@@ -139,9 +139,10 @@ class DropGrowEngine:
         if sparse_modules is not None:
             ids = {id(m) for m in sparse_modules}
             ps = [(m, n) for m, n in ps if id(m) in ids]
-        if not ps: raise ValueError("`model` has no masked weights (in `sparse_modules`): call `sparsify_model` first")
+        self.layers = _truly_sparse_layers(model, sparse_modules)
+        if not ps and not self.layers: raise ValueError("`model` has no masked weights (in `sparse_modules`): call `sparsify_model` first")
         self.model, self.params = model, ps
-        self.generator = torch.Generator(device=self.weights[0].device)
+        self.generator = torch.Generator(device=(self.weights or [l.values for l in self.layers])[0].device)
         self.generator.manual_seed(shared_seed(seed))
 
     @property
@@ -149,8 +150,13 @@ class DropGrowEngine:
     @property
     def masks(self)->list[Tensor]: return [getattr(m, f'{n}_mask') for m, n in self.params]
     def budgets(self)->list[int]:
-        "Active weights per layer (one host sync)"
-        return torch.stack([m.count_nonzero() for m in self.masks]).tolist()
+        "Active weights per layer: the masked ones (one host sync), then the truly sparse ones"
+        return (torch.stack([m.count_nonzero() for m in self.masks]).tolist() if self.params else []) + [l.n_active for l in self.layers]
+
+def _truly_sparse_layers(model:nn.Module, sparse_modules=None)->list[nn.Module]:
+    "Layers of `model` (in `sparse_modules`) that store only their active weights (`TrulySparseLinear`: they have a `topology_update`)"
+    ls = [m for m in model.modules() if callable(getattr(m, 'topology_update', None))]
+    return ls if sparse_modules is None else [m for m in ls if any(m is s for s in sparse_modules)]
 
 # %% ../nbs/01a_engine.ipynb #a86a44df
 def _stride(s:int)->int:
@@ -277,6 +283,22 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
         res['dropped'].append(d); res['grown'].append(g)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
+    _update_truly_sparse(self, drop_fraction, opt, res)
     return res
 
 DropGrowEngine.update = _engine_update
+
+# %% ../nbs/01a_engine.ipynb #dc29a02b
+def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict):
+    "Drop and regrow `round(drop_fraction · n_active)` weights in each truly sparse layer (no redistribution); append their counts to `res`"
+    for l in self.layers:
+        n = l.n_active
+        d = min(int(math.floor(drop_fraction * n + 0.5)), n, l.numel - n) if l.values.requires_grad else 0
+        if d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow)
+        res['dropped'].append(d); res['grown'].append(d)
+
+def _prepare(self:DropGrowEngine, update_next:bool):
+    "Before the forward of an update step, have truly sparse layers keep what RigL's block-wise dense gradient needs (and not otherwise)"
+    for l in self.layers: l.set_record(update_next and l.needs_record(self.grow_score_f))
+
+DropGrowEngine.prepare = _prepare

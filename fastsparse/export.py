@@ -6,29 +6,22 @@ Docs: https://fastsparse.github.io/fastsparse/export.html.md"""
 
 # %% ../nbs/06_export.ipynb #1808fe58
 from __future__ import annotations
-import copy, warnings
+import copy
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, weights_and_masks
+from .sparse_linear import TrulySparseLinear, truly_sparse_layers
 
 # %% auto #0
 __all__ = ['SparseLinear', 'export_sparse']
 
 # %% ../nbs/06_export.ipynb #921b3c8d
-warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')
-
-class SparseLinear(nn.Module):
-    "A linear layer whose weight is a sparse CSR tensor (only active weights stored)"
-    def __init__(self, weight:Tensor, bias:Tensor|None=None):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.register_buffer('weight', weight.detach().to_sparse_csr())
-        self.register_buffer('bias', bias.detach().clone() if bias is not None else None)
-    def forward(self, x:Tensor)->Tensor:
-        y = torch.sparse.mm(self.weight, x.reshape(-1, self.in_features).t()).t()
-        if self.bias is not None: y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
-    def extra_repr(self): return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight.values().numel()}"
+def SparseLinear(
+    weight:Tensor, # a dense (out_features, in_features) weight: its non-zero entries are kept
+    bias:Tensor|None=None, # the bias, if any
+)->TrulySparseLinear:
+    "An inference `TrulySparseLinear` holding the non-zero entries of `weight` (what `export_sparse` makes of a masked `nn.Linear`)"
+    return TrulySparseLinear.from_dense(weight.detach(), weight.detach() != 0, bias).requires_grad_(False)
 
 # %% ../nbs/06_export.ipynb #26f93955
 class _RebuildAfterLoad:
@@ -56,10 +49,9 @@ def _compact_layer(m:nn.Module, names:list[str]):
 
 # %% ../nbs/06_export.ipynb #3c621ada
 def export_sparse(model:nn.Module)->nn.Module:
-    "A copy of `model` for inference whose masked layers store only their active weights (`SparseLinear` for Linear layers)"
+    "A copy of `model` for inference whose sparse layers store only their active weights (`TrulySparseLinear` for Linear layers)"
     src = unwrap_model(model)
-    enf = getattr(src, '_sparse_enforcer', None)
-    if not masked_params(src): raise ValueError("`model` has no masked weights: sparsify and train it first")
+    if not masked_params(src) and not truly_sparse_layers(src): raise ValueError("`model` has no masked weights: sparsify and train it first")
     res = copy.deepcopy(src)
     if getattr(res, '_sparse_enforcer', None) is not None: res._sparse_enforcer.remove()
     by_module = {}
@@ -68,6 +60,6 @@ def export_sparse(model:nn.Module)->nn.Module:
     for m, names in by_module.items():
         if type(m) is nn.Linear and id(m) in parents:
             p, name = parents[id(m)]
-            setattr(p, name, SparseLinear(m.weight * m.weight_mask, m.bias))
+            setattr(p, name, TrulySparseLinear.from_dense(m.weight.detach(), m.weight_mask, m.bias))
         else: _compact_layer(m, names)
-    return res.eval()
+    return res.requires_grad_(False).eval()

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, _unique_targets, _model_of, sparseable_types
+from .sparse_linear import TrulySparseLinear
 
 # %% auto #0
 __all__ = ['flops_report', 'inference_flops', 'training_flops', 'sparse_report', 'format_sparse_report']
@@ -32,6 +33,9 @@ def _layer_flops(m, x, out, inp)->tuple[float, float]:
     if isinstance(m, nn.Linear):
         rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
         return d, d * _density(m, 'weight')
+    if isinstance(m, TrulySparseLinear):
+        rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
+        return d, d * m.n_active / m.numel
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         o = out; d = o.shape[0] * math.prod(o.shape[2:]) * m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
         return d, d * _density(m, 'weight')
@@ -68,7 +72,7 @@ def flops_report(model:nn.Module, x, *args)->list[dict]:
     "Inference multiply-adds per sparseable layer for input `x` (a batch): dense, sparse, and density"
     model = unwrap_model(model)
     names = {id(m): n for n, m in model.named_modules()}
-    types = sparseable_types + tuple({type(m) for m, _ in masked_params(model)})
+    types = sparseable_types + (TrulySparseLinear,) + tuple({type(m) for m, _ in masked_params(model)})
     mods = [m for m in model.modules() if isinstance(m, types)]
     counters = [(m, _FlopCounter(names[id(m)])) for m in mods]
     hs = [m.register_forward_hook(c) for m, c in counters]
@@ -113,11 +117,15 @@ def sparse_report(
     "Per sparseable weight (masked or dense): layer, shape, number of weights, active weights, density (and FLOPs)"
     model = unwrap_model(_model_of(model_or_learner))
     names = {id(m): n for n, m in model.named_modules()}
+    order = {id(m): i for i, m in enumerate(model.modules())}
     rows = []
     for m, n, p in _unique_targets(model, tuple({type(m) for m, _ in masked_params(model)})):
         mask = getattr(m, f'{n}_mask', None)
         act = int(mask.count_nonzero()) if mask is not None else p.numel()
-        rows.append(dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel()))
+        rows.append((order[id(m)], dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel())))
+    rows += [(order[id(m)], dict(layer=f"{names[id(m)]}.weight".lstrip('.'), shape=m.shape, numel=m.numel, active=m.n_active, density=m.n_active / m.numel))
+             for m in model.modules() if isinstance(m, TrulySparseLinear)]  # layers that store only their active weights
+    rows = [r for _, r in sorted(rows, key=lambda t: t[0])]
     f = _flops_by_layer(model, model_or_learner, flops_input)
     if f is not None:
         for r in rows: r['dense_flops'], r['sparse_flops'] = (f[r['layer']]['dense_flops'], f[r['layer']]['sparse_flops']) if r['layer'] in f else (None, None)

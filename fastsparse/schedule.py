@@ -87,15 +87,21 @@ def _advance(self:DropGrowSchedule, engine, opt=None, step:int|None=None, pct:fl
     "Count one optimizer step (number `step`, default the next one); on an update step run `engine.update` and return its result"
     t = self.step if step is None else int(step)
     p = self.pct(t, pct)
-    self.step = t + 1
-    if not self.is_update_step(t, p): return None
-    f = self.drop_fraction(t, p)
-    res = engine.update(f, opt)
-    self.n_updates += 1
-    self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped']), active=sum(res['active'])))
+    self.step, res = t + 1, None
+    if self.is_update_step(t, p):
+        f = self.drop_fraction(t, p)
+        res = engine.update(f, opt)
+        self.n_updates += 1
+        self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped']), active=sum(res['active'])))
+    if getattr(engine, 'layers', None): engine.prepare(self._may_update(t + 1))  # truly sparse layers: keep RigL's inputs for the next step?
     return res
 
+def _may_update(self:DropGrowSchedule, t:int)->bool:
+    "Whether step `t` may be an update step (without knowing its `pct`: before `stop_pct` if the run's length is known)"
+    return t > 0 and bool(self.interval) and t % self.interval == 0 and (not self.total_steps or t < self.end_step)
+
 DropGrowSchedule.pct, DropGrowSchedule.drop_fraction, DropGrowSchedule.is_update_step, DropGrowSchedule.advance = _pct, _drop_fraction, _is_update_step, _advance
+DropGrowSchedule._may_update = _may_update
 
 # %% ../nbs/03_schedule.ipynb #34634897
 def _schedule_state_dict(self:DropGrowSchedule)->dict:

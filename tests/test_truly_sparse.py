@@ -5,7 +5,7 @@ import pytest, torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastsparse.core import sparsify_model
-from fastsparse.truly_sparse import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
+from fastsparse.sparse_linear import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
                                      update_truly_sparse, record_for_update, _indices_from_flat)
 
 OPTS = {
@@ -144,3 +144,34 @@ def test_bench_quick():
     r = subprocess.run([sys.executable, str(script), '--quick', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1].startswith('truly_sparse'), r.stdout
+
+def test_fastai_callback_drives_truly_sparse_layers():
+    "DynamicSparseTrainingCallback trains a truly sparse model: exact budgets, density monitored, sparse_report, RigL equal to the masked twin"
+    import copy
+    from functools import partial
+    import fastai.callback.progress
+    from fastai.learner import Learner
+    from fastai.optimizer import SGD
+    from fastai.losses import CrossEntropyLossFlat
+    from fastsparse import (sparsify_model, erdos_renyi_sparsity, truly_sparse, masked_dense, DynamicSparseTrainingCallback, DensityMonitor,
+                            SET_presets, RigL_presets, sparse_report)
+    from fastsparse.data import digits_dls
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    sparsify_model(base, 0.9, sparse_f=erdos_renyi_sparsity)
+    res = {}
+    for name, preset, conv in (('set', SET_presets, True), ('rigl', RigL_presets, True), ('rigl-masked', RigL_presets, False)):
+        model = copy.deepcopy(base)
+        if conv: truly_sparse(model)
+        learn = Learner(digits_dls(bs=64, seed=0), model, loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9))
+        dst, mon = DynamicSparseTrainingCallback(**preset, batches_per_update=4, seed=0), DensityMonitor()
+        with learn.no_bar(), learn.no_logging(): learn.fit(2, 0.05, cbs=[dst, mon])
+        assert dst.n_updates > 5 and dst.engine.budgets() == [r['active'] for r in sparse_report(base)]
+        assert abs(mon.mean_density - 0.1) < 1e-3
+        rows = learn.sparse_report()
+        assert sum(r['active'] for r in rows) == sum(r['active'] for r in sparse_report(base)) and rows[0]['dense_flops'] == 64 * 128
+        res[name] = learn.model
+    back = masked_dense(copy.deepcopy(res['rigl']))
+    for i in (0, 2, 4):  # RigL through the callback: the truly sparse model follows its masked-dense twin
+        assert torch.equal(back[i].weight_mask, res['rigl-masked'][i].weight_mask)
+        assert torch.allclose(back[i].weight, res['rigl-masked'][i].weight, atol=1e-5)

@@ -427,3 +427,21 @@ def update_truly_sparse(
         res['dropped'].append(d); res['grown'].append(d); res['active'].append(l.n_active)
     record_for_update(layers, False)
     return res
+
+# %% ../nbs/09_truly_sparse.ipynb #fb05fe06
+def _topology_update(self:TrulySparseLinear, n_drop:int, n_grow:int, keep_score_f=weight_magnitude, grow_score_f=random_score,
+                     opt=None, generator:torch.Generator|None=None, allow_regrow:bool=False)->tuple[Tensor, Tensor]:
+    "The `DropGrowEngine`'s entry point: drop `n_drop` and grow `n_grow` weights with the engine's scores (blocks of `block_size` for RigL)"
+    return update_truly_sparse_layer(self, n_drop, n_grow, grow_score_f, opt, generator, keep_score_f, allow_regrow, self.block_size)
+
+def _needs_record(self:TrulySparseLinear, grow_score_f)->bool:
+    "Whether growing with `grow_score_f` needs the update step's input and output gradient (RigL's dense gradient)"
+    return grow_mode(grow_score_f) == 'gradient'
+
+def _set_record(self:TrulySparseLinear, on:bool):
+    "Keep (`on`) the next forward's input and output gradient, or stop keeping them and free what was kept"
+    self.record = on
+    if not on: self._x = self._grad_out = None
+
+TrulySparseLinear.topology_update, TrulySparseLinear.needs_record, TrulySparseLinear.set_record = _topology_update, _needs_record, _set_record
+TrulySparseLinear.block_size = 2**22
