@@ -216,35 +216,37 @@ def _opt_params(opt)->Iterable[Tensor]:
 
 def _after_opt_step(opt, *args, **kwargs):
     "Optimizer step post-hook: re-mask the weights of every sparse model that `opt` updates"
-    live = list(_enforcers)
-    if not live: return _remove_step_hooks()  # every enforcer was garbage-collected
-    for e in live: e.after_step(opt)
+    for e in list(_enforcers): e.after_step(opt)  # (hooks are removed with the last `remove()`, never from inside a step)
 
 # %% ../nbs/00_core.ipynb #648eefdf
 def _wrap_fastai_step(orig):
-    "fastai `Optimizer.step` that also calls `_after_opt_step`, as torch optimizers do through their global post-hook"
+    "fastai `Optimizer.step` that afterwards calls the hooks in its `_fastsparse_hooks`, as torch optimizers call their global post-hooks"
     @wraps(orig)
     def step(self, closure=None):
         res = orig(self, closure)
-        _after_opt_step(self)
+        for h in list(step._fastsparse_hooks): h(self)
         return res
-    step._fastsparse = True
+    step._fastsparse_hooks, step._fastsparse_orig = [], orig
     return step
 
 def _install_step_hooks():
-    "Install the step hooks enforcement needs: torch's global post-hook, and fastai's `Optimizer.step` wrapper if fastai is loaded"
+    "Install the step hooks enforcement needs: torch's global post-hook, and (if fastai is loaded) `_after_opt_step` on fastai's `Optimizer.step`"
     if 'torch' not in _step_hooks: _step_hooks['torch'] = register_optimizer_step_post_hook(_after_opt_step)
     fo = sys.modules.get('fastai.optimizer')
-    if 'fastai' not in _step_hooks and fo is not None and not getattr(fo.Optimizer.step, '_fastsparse', False):
-        _step_hooks['fastai'] = (fo.Optimizer, fo.Optimizer.step)
-        fo.Optimizer.step = _wrap_fastai_step(fo.Optimizer.step)
+    if 'fastai' not in _step_hooks and fo is not None:
+        if not hasattr(fo.Optimizer.step, '_fastsparse_hooks'): fo.Optimizer.step = _wrap_fastai_step(fo.Optimizer.step)
+        fo.Optimizer.step._fastsparse_hooks.append(_after_opt_step)  # one wrapper, whatever copies of this module add hooks to it
+        _step_hooks['fastai'] = fo.Optimizer
 
 def _remove_step_hooks():
-    "Remove what `_install_step_hooks` installed (fastai's `step` is restored unless someone wrapped it again since)"
+    "Remove what `_install_step_hooks` installed; fastai's own `step` comes back when no hook is left on it"
     h = _step_hooks.pop('torch', None)
     if h is not None: h.remove()
-    cls_orig = _step_hooks.pop('fastai', None)
-    if cls_orig is not None and getattr(cls_orig[0].step, '_fastsparse', False): cls_orig[0].step = cls_orig[1]
+    cls = _step_hooks.pop('fastai', None)
+    hooks = getattr(getattr(cls, 'step', None), '_fastsparse_hooks', None)
+    if hooks is None: return
+    if _after_opt_step in hooks: hooks.remove(_after_opt_step)
+    if not hooks: cls.step = cls.step._fastsparse_orig
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
