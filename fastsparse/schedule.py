@@ -14,13 +14,21 @@ __all__ = ['SET_presets', 'SNFS_presets', 'RigL_presets', 'presets', 'cosine_sch
            'DropGrowSchedule']
 
 # %% ../nbs/03_schedule.ipynb #fc745aaa
+class _Sched:
+    "A picklable schedule `f(pct)` from `start` to `end` (learners holding the callback can be exported)"
+    def __init__(self, kind:str, start:float, end:float): self.kind, self.start, self.end = kind, start, end
+    def __call__(self, pct:float)->float:
+        if self.kind == 'const': return self.start
+        return self.end + (self.start - self.end) * (1 + math.cos(math.pi * min(max(pct, 0.), 1.))) / 2
+    def __repr__(self): return f"{self.kind}_sched({self.start}, {self.end})"
+
 def cosine_sched(start:float, end:float):
     "Cosine schedule from `start` (pct 0) to `end` (pct 1), like fastai's `SchedCos`"
-    return lambda pct: end + (start - end) * (1 + math.cos(math.pi * min(max(pct, 0.), 1.))) / 2
+    return _Sched('cos', start, end)
 
 def constant_sched(start:float, end:float):
     "Constant schedule at `start`, like fastai's `SchedNo`"
-    return lambda pct: start
+    return _Sched('const', start, end)
 
 # %% ../nbs/03_schedule.ipynb #64b129e2
 def _real(x)->bool: return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
