@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, _unique_targets, _model_of, sparseable_types
+from .core import masked_params, unwrap_model, _unique_targets, _parametrized, _model_of, sparseable_types
 
 # %% auto #0
 __all__ = ['flops_report', 'inference_flops', 'training_flops', 'sparse_report', 'format_sparse_report']
@@ -106,6 +106,27 @@ def _flops_by_layer(model:nn.Module, model_or_learner, flops_input)->dict|None:
         except Exception: flops_input = None  # no data to count with: the report goes without FLOPs
     return None if flops_input is None else {r['layer']: r for r in flops_report(model, flops_input)}
 
+def _effective_weight(m:nn.Module, n:str)->Tensor:
+    "The weight a parametrization computes for `m.n`, without its training-mode side effects (spectral_norm's power iteration)"
+    modes = [(x, x.training) for x in m.parametrizations[n].modules()]
+    try:
+        for x, _ in modes: x.training = False
+        with torch.no_grad(): return getattr(m, n)
+    finally:
+        for x, t in modes: x.training = t
+
+def _report_weights(model:nn.Module)->list[tuple[nn.Module, str, Tensor, int]]:
+    "(module, name, weight, active count) of every sparseable weight in module order; a parametrized weight (weight_norm, ...) counts its nonzero entries"
+    extra = tuple({type(m) for m, _ in masked_params(model)})
+    res = []
+    for m, n, p in _unique_targets(model, extra):
+        mask = getattr(m, f'{n}_mask', None)
+        res.append((m, n, p, int(mask.count_nonzero()) if mask is not None else p.numel()))
+    for m, n in _parametrized(model, extra):  # never masked by fastsparse (`sparsify_model` refuses them): count what the weight has
+        w = _effective_weight(m, n); res.append((m, n, w, int(w.count_nonzero())))
+    order = {id(m): i for i, m in enumerate(model.modules())}
+    return sorted(res, key=lambda r: order[id(r[0])])
+
 def sparse_report(
     model_or_learner, # a model, or a fastai `Learner` (its model; FLOPs of one sample of its data unless `flops_input` is given)
     flops_input:Tensor|None=None, # a batch to count FLOPs with (adds `dense_flops` and `sparse_flops` columns)
@@ -114,9 +135,7 @@ def sparse_report(
     model = unwrap_model(_model_of(model_or_learner))
     names = {id(m): n for n, m in model.named_modules()}
     rows = []
-    for m, n, p in _unique_targets(model, tuple({type(m) for m, _ in masked_params(model)})):
-        mask = getattr(m, f'{n}_mask', None)
-        act = int(mask.count_nonzero()) if mask is not None else p.numel()
+    for m, n, p, act in _report_weights(model):
         rows.append(dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel()))
     f = _flops_by_layer(model, model_or_learner, flops_input)
     if f is not None:
