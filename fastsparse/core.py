@@ -229,7 +229,7 @@ def _wrap_fastai_step(orig):
         res = orig(self, *args, **kwargs)
         _after_opt_step(self)  # a `Lookahead` masks twice: after its inner step (so its slow weights average masked weights) and after copying them back
         return res
-    step._fastsparse = True
+    step._fastsparse, step._fastsparse_hook = True, _after_opt_step  # whose wrapper this is (another copy of this module may wrap too)
     return step
 
 def _fastai_step_classes(fo)->list[type]:
@@ -246,7 +246,7 @@ def _install_step_hooks():
     fo = sys.modules.get('fastai.optimizer')
     if fo is None: return
     for c in _fastai_step_classes(fo):  # scanned at every install, so subclasses defined since are wrapped too
-        if not getattr(c.__dict__['step'], '_fastsparse', False):
+        if getattr(c.__dict__['step'], '_fastsparse_hook', None) is not _after_opt_step:
             _step_hooks.setdefault('fastai', []).append((c, c.__dict__['step']))
             c.step = _wrap_fastai_step(c.__dict__['step'])
 
@@ -255,7 +255,7 @@ def _remove_step_hooks():
     h = _step_hooks.pop('torch', None)
     if h is not None: h.remove()
     for c, orig in _step_hooks.pop('fastai', []):
-        if getattr(c.__dict__.get('step'), '_fastsparse', False): c.step = orig
+        if getattr(c.__dict__.get('step'), '_fastsparse_hook', None) is _after_opt_step: c.step = orig
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
