@@ -137,11 +137,19 @@ def erdos_renyi_sparsity(
 )->list[float]:
     "Erdős–Rényi(-Kernel) sparsities: density ∝ `sum(shape)/prod(shape)`, total active weights exactly `n_active(total, model_sparsity)`"
     model_sparsity = _check_sparsity(model_sparsity, 'model_sparsity')
+    if isinstance(erk_power_scale, bool) or not isinstance(erk_power_scale, numbers.Real) or not math.isfinite(erk_power_scale):
+        raise ValueError(f"`erk_power_scale` must be a finite number (1 is ERK, 0 uniform), got {erk_power_scale!r}")
     shapes = [tuple(p.shape) if include_kernel else tuple(p.shape[:2]) for p in params]
     ns = [p.numel() for p in params]
+    if 0 in ns: raise ValueError(f"`params` {[i for i, n in enumerate(ns) if n == 0]} have no elements: leave empty weights out (`sparsify_model` skips them)")
     budget = n_active(sum(ns), model_sparsity)
     if budget < len(ns): raise ValueError(f"`model_sparsity`={model_sparsity} leaves {budget} active weights for {len(ns)} layers; every layer needs at least one")
-    dense = {i for i, keep in ((0, first_dense), (len(ns)-1, last_dense)) if keep}
+    promised = {i for i, keep in ((0, first_dense), (len(ns)-1, last_dense)) if keep}
+    left = budget - sum(ns[i] for i in promised)
+    if left < len(ns) - len(promised):
+        raise ValueError(f"`model_sparsity`={model_sparsity} leaves {budget} active weights: the dense first/last layer takes {budget - left}, "
+                         f"too few for the other {len(ns) - len(promised)} layers (at least one each); lower `model_sparsity` or drop `first_dense`/`last_dense`")
+    dense = set(promised)
     raw = [(sum(s) / math.prod(s)) ** erk_power_scale for s in shapes]
     while True:
         free = budget - sum(ns[i] for i in dense)
@@ -152,8 +160,9 @@ def erdos_renyi_sparsity(
         too_dense = [i for i in sparse if eps * raw[i] >= 1]
         if not too_dense: break
         dense |= set(too_dense)
-    want = [ns[i] if i in dense else eps * raw[i] * ns[i] for i in range(len(ns))]
-    counts = _largest_remainder(want, budget, ns)
+    rest = [i for i in range(len(ns)) if i not in promised]  # rounding never takes a weight from a layer promised dense
+    counts = list(ns)
+    for i, c in zip(rest, _largest_remainder([ns[i] if i in dense else eps * raw[i] * ns[i] for i in rest], left, [ns[i] for i in rest])): counts[i] = c
     return [1 - c / n for c, n in zip(counts, ns)]
 
 # %% ../nbs/00_core.ipynb #6ee89d44
@@ -196,10 +205,12 @@ def sparse_params(
     return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in module.named_parameters() if f'{n}_mask' in bufs]
 
 # %% ../nbs/00_core.ipynb #7aa21d29
+_bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # integer dtype of each element size
+
 def _mask_(ws:list[Tensor], ms:list[Tensor]):
-    "Zero the masked entries of weights `ws` in place (one foreach kernel; bool masks viewed as uint8 for speed)"
+    "Set the masked entries of weights `ws` to exactly +0 in place, whatever they held (NaN, inf): one foreach kernel over the weights' bits"
     if not ws: return
-    with torch.no_grad(): torch._foreach_mul_(ws, [m.view(torch.uint8) for m in ms])
+    with torch.no_grad(): torch._foreach_mul_([w.view(_bits[w.element_size()]) for w in ws], [m.view(torch.uint8) for m in ms])
 
 def apply_masks(model:nn.Module):
     "Set every masked weight of `model` to zero"
@@ -207,7 +218,7 @@ def apply_masks(model:nn.Module):
 
 # %% ../nbs/00_core.ipynb #68307b6c
 _enforcers = weakref.WeakSet()  # live enforcers (the step hooks run while it is not empty)
-_step_hooks = {}  # what is installed: 'torch' -> hook handle, 'fastai' -> (Optimizer class, original step)
+_step_hooks = {}  # what is installed: 'torch' -> hook handle, 'fastai' -> [(fastai optimizer class, its original step)]
 
 def _opt_params(opt)->Iterable[Tensor]:
     "Parameters held by a torch or fastai optimizer"
@@ -220,33 +231,42 @@ def _after_opt_step(opt, *args, **kwargs):
 
 # %% ../nbs/00_core.ipynb #648eefdf
 def _wrap_fastai_step(orig):
-    "fastai `Optimizer.step` that afterwards calls the hooks in its `_fastsparse_hooks`, as torch optimizers call their global post-hooks"
+    "fastai `step` that afterwards calls the hooks in its `_fastsparse_hooks`, as torch optimizers call their global post-hooks"
     @wraps(orig)
-    def step(self, closure=None):
-        res = orig(self, closure)
-        for h in list(step._fastsparse_hooks): h(self)
+    def step(self, *args, **kwargs):
+        res = orig(self, *args, **kwargs)
+        for h in list(step._fastsparse_hooks): h(self)  # a `Lookahead` masks twice: after its inner step (so its slow weights average masked weights) and after copying them back
         return res
-    step._fastsparse_hooks, step._fastsparse_orig = [], orig
+    step._fastsparse_hooks, step._fastsparse_orig = [], orig  # one wrapper per class, whatever copies of this module add hooks to it
     return step
 
+def _fastai_step_classes(fo)->list[type]:
+    "fastai's `Optimizer` and every subclass that defines its own `step` (e.g. `Lookahead`), subclasses of subclasses included"
+    res, todo = [], [fo.Optimizer]
+    while todo:
+        c = todo.pop(); todo += c.__subclasses__()
+        if 'step' in c.__dict__ and c not in res: res.append(c)
+    return res
+
 def _install_step_hooks():
-    "Install the step hooks enforcement needs: torch's global post-hook, and (if fastai is loaded) `_after_opt_step` on fastai's `Optimizer.step`"
+    "Install the step hooks enforcement needs: torch's global post-hook, and, if fastai is loaded, `_after_opt_step` on the `step` of fastai's `Optimizer` and of its subclasses that override it"
     if 'torch' not in _step_hooks: _step_hooks['torch'] = register_optimizer_step_post_hook(_after_opt_step)
     fo = sys.modules.get('fastai.optimizer')
-    if 'fastai' not in _step_hooks and fo is not None:
-        if not hasattr(fo.Optimizer.step, '_fastsparse_hooks'): fo.Optimizer.step = _wrap_fastai_step(fo.Optimizer.step)
-        fo.Optimizer.step._fastsparse_hooks.append(_after_opt_step)  # one wrapper, whatever copies of this module add hooks to it
-        _step_hooks['fastai'] = fo.Optimizer
+    if fo is None: return
+    for c in _fastai_step_classes(fo):  # scanned at every install, so subclasses defined since are wrapped too
+        if not hasattr(c.__dict__['step'], '_fastsparse_hooks'): c.step = _wrap_fastai_step(c.__dict__['step'])
+        hooks = c.__dict__['step']._fastsparse_hooks
+        if _after_opt_step not in hooks: hooks.append(_after_opt_step); _step_hooks.setdefault('fastai', []).append(c)
 
 def _remove_step_hooks():
-    "Remove what `_install_step_hooks` installed; fastai's own `step` comes back when no hook is left on it"
+    "Remove what `_install_step_hooks` installed; a fastai class gets its own `step` back when no hook is left on it"
     h = _step_hooks.pop('torch', None)
     if h is not None: h.remove()
-    cls = _step_hooks.pop('fastai', None)
-    hooks = getattr(getattr(cls, 'step', None), '_fastsparse_hooks', None)
-    if hooks is None: return
-    if _after_opt_step in hooks: hooks.remove(_after_opt_step)
-    if not hooks: cls.step = cls.step._fastsparse_orig
+    for c in _step_hooks.pop('fastai', []):
+        hooks = getattr(c.__dict__.get('step'), '_fastsparse_hooks', None)
+        if hooks is None: continue
+        if _after_opt_step in hooks: hooks.remove(_after_opt_step)
+        if not hooks: c.step = c.__dict__['step']._fastsparse_orig
 
 # %% ../nbs/00_core.ipynb #86b7225d
 class _MaskAfterLoad:
@@ -396,6 +416,7 @@ def sparsify_model(
     if masked_params(model): raise ValueError("the model is already sparse (it has weight masks); sparsifying it again would mask twice. "
                                               "Start from the dense model, or keep the existing masks.")
     targets = _unique_targets(model, additional_types)
+    _refuse_unmaskable(model, additional_types, targets, weight_init)
     if not targets: raise ValueError(f"`model_or_learner` has no sparseable layer (types: {[t.__name__ for t in sparseable_types]}); "
                                      "pass other layer types in `additional_types`")
     params = [p for m, n, p in targets]
@@ -433,12 +454,33 @@ def _global_magnitude_sparsities(params, model_sparsity)->list[float]:
     return [1 - c / p.numel() for c, p in zip(counts, params)]
 
 def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Parameter]]:
-    "`(module, name, param)` for every sparseable weight, each parameter once (tied weights are masked where first seen)"
+    "`(module, name, param)` for every sparseable weight, each parameter once (tied weights are masked where first seen; empty weights have nothing to mask)"
     seen, res = set(), []
     for m in sparseable_modules(model, additional_types):
         for n, p in sparseable_params(m):
-            if id(p) not in seen: seen.add(id(p)); res.append((m, n, p))
+            if id(p) not in seen and p.numel(): seen.add(id(p)); res.append((m, n, p))
     return res
+
+def _parametrized(model, additional_types)->list[tuple[nn.Module, str]]:
+    "`(module, name)` of sparseable weights computed by a `torch.nn.utils.parametrize` parametrization (weight_norm, spectral_norm, ...)"
+    types = sparseable_types + tuple(additional_types)
+    return [(m, n) for m in model.modules() if isinstance(m, types) for n in _weight_names(m)
+            if n in getattr(getattr(m, 'parametrizations', None), '_modules', {})]
+
+def _refuse_unmaskable(model, additional_types, targets, weight_init):
+    "Raise, naming the layers, before anything changes, for weights that masking cannot make sparse or `weight_init` cannot initialise"
+    names = {id(m): n for n, m in model.named_modules()}
+    def where(ps): return [f"{names[id(m)]}.{n}".lstrip('.') for m, n in ps]
+    if ps := _parametrized(model, additional_types):
+        raise ValueError(f"{where(ps)}: parametrized weights (torch.nn.utils.parametrizations.weight_norm, spectral_norm, ...) are computed at "
+                         "every forward, so a mask on them would not make the layer sparse. Remove the parametrization "
+                         "(torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight')) before sparsifying, or keep the model dense")
+    if ps := [(m, n) for m, n, p in targets if p.layout != torch.strided or getattr(m, 'sparse', False) is True]:
+        raise ValueError(f"{where(ps)}: layers with sparse gradients or sparse storage (e.g. nn.Embedding(sparse=True)) cannot be masked; "
+                         "create them with sparse=False, or leave them out of `additional_types`")
+    if weight_init and (ps := [(m, n) for m, n, p in targets if p.dim() < 2]):
+        raise ValueError(f"{where(ps)}: weight_init='sparse_kaiming' needs weights with a fan-in (at least 2 dimensions), and these have "
+                         f"{sorted({getattr(m, n).dim() for m, n in ps})}; use weight_init=None, or leave these layer types out of `additional_types`")
 
 # %% ../nbs/00_core.ipynb #84736378
 _moved = dict(  # name -> the module that defines it now

@@ -74,7 +74,8 @@ def random_score(param:Tensor, opt=None, generator:torch.Generator|None=None)->T
 # %% ../nbs/01a_engine.ipynb #ec996cff
 def momentum_redistribution(param:Tensor, mask:Tensor, opt=None)->Tensor:
     "SNFS's layer share for regrowth: mean momentum magnitude over the layer's active weights"
-    return (gradient_momentum(param, opt) * mask).sum() / mask.count_nonzero().clamp_min(1)
+    m = gradient_momentum(param, opt)
+    return torch.where(mask, m, m.new_zeros(())).sum() / mask.count_nonzero().clamp_min(1)  # masked positions ignored, even NaN/inf ones
 
 # %% ../nbs/01a_engine.ipynb #faba447e
 def _dist_on()->bool: return dist.is_available() and dist.is_initialized()
@@ -141,6 +142,7 @@ class DropGrowEngine:
             ps = [(m, n) for m, n in ps if id(m) in ids]
         self.layers = _truly_sparse_layers(model, sparse_modules)
         if not ps and not self.layers: raise ValueError("`model` has no masked weights (in `sparse_modules`): call `sparsify_model` first")
+        for l in self.layers: l.needs_record(grow_score_f)  # a grow score truly sparse layers cannot use (SNFS, custom) fails here, not at the first update
         self.model, self.params = model, ps
         self.generator = torch.Generator(device=(self.weights or [l.values for l in self.layers])[0].device)
         self.generator.manual_seed(shared_seed(seed))
@@ -197,29 +199,48 @@ def _bracket_topk(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int)->Ten
     cand = torch.nonzero(above if allowed is None else above & allowed).squeeze(1)
     return _pick(cand, scores.index_select(0, cand), k, *th)
 
-def _topk_idx(scores:Tensor, allowed:Tensor|None, n_allowed:int, k:int, largest:bool, cpu:bool)->Tensor:
-    "Flat indices of exactly the `k` largest (smallest) `scores` among `allowed` (all if None); bracketed first on large tensors if `cpu`"
-    if cpu and scores.numel() >= 32768:  # CPU topk with a large k over many elements is slow: prune candidates first
-        res = _bracket_topk(scores if largest else -scores, allowed, n_allowed, k)
+def _topk_idx(keys:Tensor, allowed:Tensor|None, n_allowed:int, k:int, cpu:bool)->Tensor:
+    "Flat indices of exactly the `k` largest `keys` (see `_rank_keys`) among `allowed` (all if None); bracketed first on large tensors if `cpu`"
+    if cpu and keys.numel() >= 32768:  # CPU topk with a large k over many elements is slow: prune candidates first
+        res = _bracket_topk(keys, allowed, n_allowed, k)
         if res is not None: return res
-    if allowed is not None: scores = torch.where(allowed, scores, torch.full((), float('-inf') if largest else float('inf'), device=scores.device))
-    return scores.topk(k, largest=largest, sorted=False).indices
+    if allowed is not None: keys = torch.where(allowed, keys, torch.full((), float('-inf'), device=keys.device))  # below every key
+    return keys.topk(k, sorted=False).indices
+
+_big = torch.finfo(torch.float32).max
+_above_big = torch.nextafter(torch.tensor(-_big), torch.tensor(0.)).item()  # the float32 just above -max
+
+def _rank_keys(s:Tensor, largest:bool, absolute:bool, fresh:bool=False)->Tensor:
+    "float32 scores `s` as keys whose largest are the best: NaN worst (dropped first, grown last), then ±inf, every key > -inf; in place if `fresh`"
+    if absolute: s, fresh = (s.abs_() if fresh else s.abs()), True
+    if not largest: s, fresh = (s.neg_() if fresh else s.neg()), True
+    # grow (largest): NaN < -inf < finite < +inf; drop (keys of -keep): NaN keep > -inf keep > finite > +inf keep
+    nan, pos, neg = (-_big, float('inf'), _above_big) if largest else (float('inf'), _big, -_big)
+    return s.nan_to_num_(nan, pos, neg) if fresh else s.nan_to_num(nan, pos, neg)
 
 def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False, cpu:bool|None=None)->Tensor:
-    "Flat indices of exactly `k` largest (or smallest) `scores` (|`scores`| if `absolute`) among `allowed` positions, never by a full sort"
+    "Flat indices of exactly `k` largest (or smallest) `scores` (|`scores`| if `absolute`) among `allowed` positions, never by a full sort; NaN ranks worst"
     if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
     if cpu is None: cpu = scores.device.type == 'cpu'  # which implementation (tests run the GPU one on CPU tensors too)
     if n_allowed * 4 <= scores.numel():  # few allowed positions: score only the subset
         if cpu: idx = torch.nonzero(allowed).squeeze(1)  # faster than nonzero_static on CPU, where a sync costs nothing
         else: idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
         sub = scores.index_select(0, idx).float()  # a fresh tensor: safe to change in place
-        if absolute: sub.abs_()
-        if not largest: sub.neg_()
-        return idx.index_select(0, _topk_idx(sub, None, n_allowed, k, True, cpu))
-    scores = scores.float()
-    return _topk_idx(scores.abs() if absolute else scores, allowed, n_allowed, k, largest, cpu)
+        return idx.index_select(0, _topk_idx(_rank_keys(sub, largest, absolute, fresh=True), None, n_allowed, k, cpu))
+    return _topk_idx(_rank_keys(scores.float(), largest, absolute), allowed, n_allowed, k, cpu)
 
 # %% ../nbs/01a_engine.ipynb #5fd8e06d
+def _param_states(opt, p:Tensor)->list[Tensor]:
+    "Every parameter-shaped state tensor `opt` keeps for `p`: its state dict's (momentum, Adam moments, ...) and copies kept under other names (fastai `Lookahead`'s slow weights)"
+    res = [t for t in opt_state(opt, p).values() if isinstance(t, Tensor) and t.shape == p.shape]
+    o, seen = opt, set()
+    while o is not None and id(o) not in seen:  # Lookahead(RAdam), OptimWrapper(torch optimizer), ...
+        seen.add(id(o)); d = getattr(o, '__dict__', {})
+        if d.get('slow_weights') is not None:
+            res += [s for pl, sl in zip(o.param_lists, d['slow_weights']) for q, s in zip(pl, sl) if q is p and s.shape == p.shape]
+        o = d.get('opt')
+    return res
+
 @torch.no_grad()
 def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int, n_drop:int, n_grow:int, allow_regrow:bool, opt,
                   keep_abs:bool=False, grow_abs:bool=False)->tuple[Tensor, Tensor]:
@@ -230,9 +251,8 @@ def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int,
     if allow_regrow: cand[drop] = True
     grow_idx = _select(grow.reshape(-1), cand, mask.numel() - n_active + (n_drop if allow_regrow else 0), n_grow, largest=True, absolute=grow_abs)
     _put(mask, drop, False); _put(mask, grow_idx, True)
-    _put(w, drop, 0); _put(w, grow_idx, 0)  # dropped and grown weights are 0
-    for t in opt_state(opt, w).values():  # every parameter-shaped state tensor starts at 0 for grown weights
-        if isinstance(t, Tensor) and t.shape == w.shape: _put(t, grow_idx, 0)
+    changed = torch.cat([drop, grow_idx])
+    for t in [w, *_param_states(opt, w)]: _put(t, changed, 0)  # dropped and grown weights are 0, and so is every state kept for them
     return drop, grow_idx
 
 def _put(t:Tensor, flat_idx:Tensor, value):
@@ -257,26 +277,45 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     return counts
 
 # %% ../nbs/01a_engine.ipynb #fd69fb9a
+def _used(ws:list[Tensor])->list[bool]:
+    "Which weights take part in this update: trainable, and with a gradient unless no weight has one (a layer the forward did not use has none)"
+    any_grad = any(w.grad is not None for w in ws)
+    return [w.requires_grad and (w.grad is not None or not any_grad) for w in ws]
+
+def _cap_drops(drops:list[int], room:int)->list[int]:
+    "`drops` reduced to `room` in total (in proportion, each at most its own count), when the layers cannot regrow them all"
+    return drops if sum(drops) <= room else _grow_counts(drops, room, drops)
+
+def _check_shares(self:DropGrowEngine, shares:list[float]):
+    "Raise a clear error if `redistribute_f` gave a non-finite layer share"
+    bad = [i for i, s in enumerate(shares) if not math.isfinite(s)]
+    if not bad: return
+    names = {id(m): n for n, m in self.model.named_modules()}
+    layers = [f"{names.get(id(m), '?')}.{n}".lstrip('.') for m, n in (self.params[i] for i in bad)]
+    raise FloatingPointError(f"`redistribute_f` ({getattr(self.redistribute_f, '__name__', self.redistribute_f)}) gave non-finite layer shares "
+                             f"{[shares[i] for i in bad]} for {layers}: the optimizer's momentum of their active weights holds NaN or inf "
+                             "(training diverged: lower the learning rate or clip gradients)")
+
 @torch.no_grad()
 def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     "Perform one topology update with `drop_fraction` of each layer's active weights; return per-layer counts"
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
     ws, ms = self.weights, self.masks
-    budgets = self.budgets()
-    drops = [min(int(math.floor(drop_fraction * b + 0.5)), b) if w.requires_grad else 0 for w, b in zip(ws, budgets)]
-    caps = [w.numel() - b + (d if self.allow_regrow else 0) for w, b, d in zip(ws, budgets, drops)]
+    budgets, used = self.budgets(), _used(ws)  # frozen and unused layers keep their topology
+    drops = [min(int(math.floor(drop_fraction * b + 0.5)), b) if u else 0 for u, b in zip(used, budgets)]
+    caps = [w.numel() - b + (d if self.allow_regrow else 0) if u else 0 for w, b, d, u in zip(ws, budgets, drops, used)]
     if self.redistribute_f is None:
         drops = [min(d, c) for d, c in zip(drops, caps)]  # a (nearly) dense layer can only regrow what it has room for
         grows = drops
     else:
-        shares = torch.stack([self.redistribute_f(w, m, opt).float() if w.requires_grad else torch.zeros((), device=w.device)
-                              for w, m in zip(ws, ms)]).tolist()
-        caps = [c if w.requires_grad else 0 for w, c in zip(ws, caps)]
+        drops = _cap_drops(drops, sum(caps))  # at low sparsity the layers together may have less room than the drops
+        shares = torch.stack([self.redistribute_f(w, m, opt).float() if u else torch.zeros((), device=w.device)
+                              for w, m, u in zip(ws, ms, used)]).tolist() if ws else []
+        _check_shares(self, shares)
         grows = _grow_counts(shares, sum(drops), caps)
         if sum(grows) < sum(drops): raise RuntimeError("not enough inactive weights to regrow what was dropped")
     res = dict(dropped=[], grown=[], active=budgets)
     for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
-        if not w.requires_grad and (d or g): raise RuntimeError("a frozen layer cannot change its topology")
         if d == 0 and g == 0: res['dropped'].append(0); res['grown'].append(0); continue
         keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
         grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, _unique_targets, _model_of, sparseable_types
+from .core import masked_params, unwrap_model, _unique_targets, _parametrized, _model_of, sparseable_types
 from .sparse_linear import TrulySparseLinear
 
 # %% auto #0
@@ -110,6 +110,29 @@ def _flops_by_layer(model:nn.Module, model_or_learner, flops_input)->dict|None:
         except Exception: flops_input = None  # no data to count with: the report goes without FLOPs
     return None if flops_input is None else {r['layer']: r for r in flops_report(model, flops_input)}
 
+def _effective_weight(m:nn.Module, n:str)->Tensor:
+    "The weight a parametrization computes for `m.n`, without its training-mode side effects (spectral_norm's power iteration)"
+    modes = [(x, x.training) for x in m.parametrizations[n].modules()]
+    try:
+        for x, _ in modes: x.training = False
+        with torch.no_grad(): return getattr(m, n)
+    finally:
+        for x, t in modes: x.training = t
+
+def _report_weights(model:nn.Module)->list[tuple[nn.Module, str, Tensor, int]]:
+    "(module, name, weight, active count) of every sparseable weight in module order; a parametrized weight (weight_norm, ...) counts its nonzero entries"
+    extra = tuple({type(m) for m, _ in masked_params(model)})
+    res = []
+    for m, n, p in _unique_targets(model, extra):
+        mask = getattr(m, f'{n}_mask', None)
+        res.append((m, n, p, int(mask.count_nonzero()) if mask is not None else p.numel()))
+    for m, n in _parametrized(model, extra):  # never masked by fastsparse (`sparsify_model` refuses them): count what the weight has
+        w = _effective_weight(m, n); res.append((m, n, w, int(w.count_nonzero())))
+    for m in model.modules():  # layers that store only their active weights (a shape-only stand-in for their weight)
+        if isinstance(m, TrulySparseLinear): res.append((m, 'weight', torch.empty(m.shape, device='meta'), m.n_active))
+    order = {id(m): i for i, m in enumerate(model.modules())}
+    return sorted(res, key=lambda r: order[id(r[0])])
+
 def sparse_report(
     model_or_learner, # a model, or a fastai `Learner` (its model; FLOPs of one sample of its data unless `flops_input` is given)
     flops_input:Tensor|None=None, # a batch to count FLOPs with (adds `dense_flops` and `sparse_flops` columns)
@@ -117,15 +140,9 @@ def sparse_report(
     "Per sparseable weight (masked or dense): layer, shape, number of weights, active weights, density (and FLOPs)"
     model = unwrap_model(_model_of(model_or_learner))
     names = {id(m): n for n, m in model.named_modules()}
-    order = {id(m): i for i, m in enumerate(model.modules())}
     rows = []
-    for m, n, p in _unique_targets(model, tuple({type(m) for m, _ in masked_params(model)})):
-        mask = getattr(m, f'{n}_mask', None)
-        act = int(mask.count_nonzero()) if mask is not None else p.numel()
-        rows.append((order[id(m)], dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel())))
-    rows += [(order[id(m)], dict(layer=f"{names[id(m)]}.weight".lstrip('.'), shape=m.shape, numel=m.numel, active=m.n_active, density=m.n_active / m.numel))
-             for m in model.modules() if isinstance(m, TrulySparseLinear)]  # layers that store only their active weights
-    rows = [r for _, r in sorted(rows, key=lambda t: t[0])]
+    for m, n, p, act in _report_weights(model):
+        rows.append(dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel()))
     f = _flops_by_layer(model, model_or_learner, flops_input)
     if f is not None:
         for r in rows: r['dense_flops'], r['sparse_flops'] = (f[r['layer']]['dense_flops'], f[r['layer']]['sparse_flops']) if r['layer'] in f else (None, None)

@@ -77,3 +77,17 @@ def test_forward_mode_masks_inside_compiled_graph():
     with torch.no_grad(): m[0].weight.add_(1.)  # bypasses every optimizer hook
     out = cm(torch.randn(4, 16)); out.sum().backward()
     assert not (m[0].weight[~m[0].weight_mask] != 0).any() and m[0].weight.grad is not None
+
+def test_forward_mode_zeroes_nonfinite_inside_compiled_graph():
+    "The bit-view masking traced into a compiled forward turns NaN/inf at masked positions into exact zeros (no graph break)"
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    sparsify_model(m, 0.8, enforce_masks='forward')
+    ex = torch._dynamo.explain(m)(torch.randn(4, 16))
+    assert ex.graph_break_count == 0
+    cm = torch.compile(m)
+    cm(torch.randn(4, 16))
+    with torch.no_grad(): m[0].weight[~m[0].weight_mask] = float('nan'); m[2].weight[~m[2].weight_mask] = float('inf')
+    assert cm(torch.randn(4, 16)).isfinite().all()
+    for w, k in zip(*weights_and_masks(m)): assert (w[~k] == 0).all()
