@@ -197,12 +197,12 @@ def replicate(
     quick:bool=False, # a few-minute smoke run: 2 epochs on 6,000/2,000 images at 95 % and 99 %
     epochs:int=None, # override the grid's epochs (e.g. fewer for the SET tutorial)
 ):
-    "Run the replication grid(s) on Fashion-MNIST and write tables and plots"
+    "Run the replication grid(s) on Fashion-MNIST and write tables and plots of every run in `out`"
     names = ['quick'] if quick else grid.split(',')
     for n in names:
         if n not in grids: raise ValueError(f"`grid` must be a comma-separated list of {', '.join(grids)}; got {n!r}")
     cfgs = [dict(c, epochs=epochs) if epochs else c for n in names for c in grids[n]()]
-    runs = run_grid(cfgs, out, workers)
-    rows = write_results(runs, out)
+    run_grid(cfgs, out, workers)
+    rows = write_results(load_runs(out), out)  # every run in `out`, not only this grid's: the summaries describe the folder
     print(markdown_table(rows))
     return rows
