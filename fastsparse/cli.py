@@ -20,7 +20,8 @@ __all__ = ['commands', 'train', 'main']
 def _print_result(r:dict):
     "Print one training result: accuracy, time and the density table"
     upd = f", {r['n_updates']} topology updates" if r['n_updates'] else ''
-    print(f"\n{r['method']} {r['model']} on {r['data']}: accuracy {r['accuracy']:.4f}  ({r['seconds']:.1f} s, {r['epochs']} epochs{upd})")
+    ts = ' (truly sparse)' if r.get('truly_sparse') else ''
+    print(f"\n{r['method']}{ts} {r['model']} on {r['data']}: accuracy {r['accuracy']:.4f}  ({r['seconds']:.1f} s, {r['epochs']} epochs{upd})")
     print(format_sparse_report(r['layers']))
 
 @call_parse
@@ -35,12 +36,13 @@ def train(
     bs:int=64, # batch size
     seed:int=0, # random seed
     batches_per_update:int=None, # optimizer steps between topology updates (default: once per epoch)
+    truly_sparse:bool=False, # store and train only the active weights of the linear layers (static, set or rigl)
     no_dense:bool=False, # skip the dense baseline
     json_out:str=None, # write the results as JSON to this file
 ):
     "Train a network sparsely (and a dense baseline); print accuracies and the per-layer density table"
-    runs = [] if no_dense or method == 'dense' else [train_one('dense', 0., distribution, model, data, epochs, lr, bs, seed)]
-    runs.append(train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed, batches_per_update=batches_per_update))
+    runs = [train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed, batches_per_update=batches_per_update, truly_sparse=truly_sparse)]
+    if not (no_dense or method == 'dense'): runs.insert(0, train_one('dense', 0., distribution, model, data, epochs, lr, bs, seed))  # after: bad options fail first
     for r in runs: _print_result(r)
     if len(runs) == 2: print(f"\ndense accuracy {runs[0]['accuracy']:.4f}  vs  {method} at {sparsity:.0%} sparsity {runs[1]['accuracy']:.4f}")
     if json_out: open(json_out, 'w').write(json.dumps(runs, indent=1))

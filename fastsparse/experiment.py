@@ -21,6 +21,7 @@ from .schedule import presets, constant_sched
 from .report import sparse_report
 from .data import digits_dls, fashion_mnist_dls
 from .callbacks import DynamicSparseTrainingCallback, DensityMonitor
+from .sparse_linear import truly_sparse as _to_truly_sparse, grow_mode
 
 # %% auto #0
 __all__ = ['models', 'methods', 'distributions', 'lenet300', 'lenet5', 'set_mlp', 'get_dls', 'SETLoss', 'normal_init_',
@@ -100,10 +101,13 @@ def train_one(
     init:str|None=None, # None (PyTorch's default), 'sparse_kaiming', or 'normal' (N(0, 0.1²), SET's)
     n_train:int|None=None, n_valid:int|None=None, # use only the first images (Fashion-MNIST)
     dropout:float=0.2, # dropout of the 'set-mlp' model
+    truly_sparse:bool=False, # store only the active weights: convert the masked `nn.Linear` layers with `truly_sparse` before training
 )->dict:
     "Train one configuration; return accuracy, time, mean density during training and the per-layer table"
     _choice('method', method, methods); _choice('distribution', distribution, distributions); _choice('model', model, models)
     _choice('schedule', schedule, ('one_cycle', 'constant')); _choice('loss', loss, ('ce', 'set')); _choice('init', init, (None, 'sparse_kaiming', 'normal'))
+    if truly_sparse and method == 'dense': raise ValueError("`truly_sparse` needs a sparse method (static, set or rigl); 'dense' has no masks to convert")
+    if truly_sparse and method in presets: grow_mode(presets[method]['grow_score_f'])  # SNFS: the library's error now, not at the first update
     torch.manual_seed(seed)
     dls = get_dls(data, bs=bs, flatten=model != 'lenet5', seed=seed, n_train=n_train, n_valid=n_valid)
     xb, _ = dls.one_batch()
@@ -114,6 +118,7 @@ def train_one(
         sparsify_model(net, sparsity, sparse_f=distributions[distribution], generator=g,
                        weight_init='sparse_kaiming' if init == 'sparse_kaiming' else None)
         if init == 'normal': normal_init_(net, 0.1, g)
+        if truly_sparse: _to_truly_sparse(net)  # before the Learner: its optimizer must hold the values, not the dense weights
     cbs = [DensityMonitor()]
     if method in presets:
         kw = {**presets[method], 'batches_per_update': batches_per_update, 'seed': seed}
@@ -132,5 +137,5 @@ def train_one(
     with learn.no_bar(), learn.no_logging(): acc = float(learn.validate()[1])
     mon = cbs[0]
     return dict(method=method, sparsity=0. if method == 'dense' else sparsity, distribution=distribution, model=model, data=data,
-                epochs=epochs, seed=seed, accuracy=acc, seconds=secs, mean_density=mon.mean_density, epoch_density=mon.epoch_density,
+                epochs=epochs, seed=seed, truly_sparse=truly_sparse, accuracy=acc, seconds=secs, mean_density=mon.mean_density, epoch_density=mon.epoch_density,
                 n_updates=cbs[1].n_updates if len(cbs) > 1 else 0, layers=sparse_report(net))

@@ -14,8 +14,9 @@ from .core import n_active
 from .experiment import train_one
 
 # %% auto #0
-__all__ = ['lenet_protocol', 'set_protocol', 'grids', 'lenet_grid', 'epsilon_sparsity', 'set_grid', 'run_grid', 'load_runs',
-           'summarise', 'markdown_table', 'write_results', 'plot', 'replicate']
+__all__ = ['lenet_protocol', 'set_protocol', 'grids', 'lenet_grid', 'truly_sparse_grid', 'epsilon_sparsity', 'set_grid',
+           'set_timing_grid', 'method_label', 'run_grid', 'load_runs', 'summarise', 'markdown_table',
+           'compare_truly_sparse', 'comparison_table', 'write_results', 'plot', 'replicate']
 
 # %% ../nbs/11_replicate.ipynb #9f13e9b3
 lenet_protocol = dict(model='lenet300', data='fashion-mnist', distribution='erk', bs=128, lr=0.05, schedule='one_cycle',
@@ -27,9 +28,11 @@ def _run_key(cfg:dict)->str:
     "A stable identifier of one run's configuration"
     return json.dumps(cfg, sort_keys=True)
 
-def lenet_grid(sparsities=(0.95, 0.98, 0.99), seeds=(0, 1, 2), epochs=20, methods=('static', 'set', 'snfs', 'snfs-noredist', 'rigl'), **over)->list[dict]:
-    "Configurations of the LeNet-300-100 grid (the reference table's protocol), dense baseline included"
-    res = [dict(lenet_protocol, method='dense', sparsity=0., epochs=epochs, seed=s, **over) for s in seeds]
+def lenet_grid(sparsities=(0.95, 0.98, 0.99), seeds=(0, 1, 2), epochs=20, methods=('static', 'set', 'snfs', 'snfs-noredist', 'rigl'),
+               dense:bool=True, # include the dense baseline
+               **over)->list[dict]:
+    "Configurations of the LeNet-300-100 grid (the reference table's protocol)"
+    res = [dict(lenet_protocol, method='dense', sparsity=0., epochs=epochs, seed=s, **over) for s in seeds] if dense else []
     for sp in sparsities:
         for m in methods:
             for s in seeds:
@@ -37,6 +40,10 @@ def lenet_grid(sparsities=(0.95, 0.98, 0.99), seeds=(0, 1, 2), epochs=20, method
                 if m == 'snfs-noredist': cfg['redistribution'] = False
                 res.append(cfg)
     return res
+
+def truly_sparse_grid(sparsities=(0.99,), seeds=(0, 1, 2), epochs=20, methods=('static', 'set', 'rigl'), **over)->list[dict]:
+    "The LeNet-300-100 grid's sparse runs with `truly_sparse=True` (no dense baseline; SNFS cannot run truly sparse)"
+    return lenet_grid(sparsities, seeds, epochs, methods, dense=False, truly_sparse=True, **over)
 
 # %% ../nbs/11_replicate.ipynb #d6ded7b7
 def epsilon_sparsity(shapes:list[tuple[int, int]], epsilon:float)->float:
@@ -51,13 +58,22 @@ def set_grid(seeds=(0, 1), epochs=400, lrs=dict(sparse=0.05, dense=0.001), **ove
     return [dict(set_protocol, method=m, sparsity=0. if m == 'dense' else s, epochs=epochs, seed=sd,
                  lr=lrs['dense' if m == 'dense' else 'sparse'], **over) for m in ('set', 'static', 'dense') for sd in seeds]
 
+def set_timing_grid(seeds=(0,), epochs=5, **over)->list[dict]:
+    "The SET tutorial cell for a few epochs, to time them: dense, static and SET masked-dense, then static and SET truly sparse"
+    cfgs = set_grid(seeds, epochs, **over)
+    return cfgs + [dict(c, truly_sparse=True) for c in cfgs if c['method'] != 'dense']
+
 # %% ../nbs/11_replicate.ipynb #ac2f1c90
+def method_label(cfg:dict)->str:
+    "The method as tables show it: 'snfs-noredist' without redistribution, ' (truly sparse)' appended for truly sparse runs"
+    return cfg['method'] + ('-noredist' if cfg.get('redistribution') is False else '') + (' (truly sparse)' if cfg.get('truly_sparse') else '')
+
 def _train(cfg:dict)->dict:
     "Run one configuration in a worker process (one thread each)"
     torch.set_num_threads(int(os.environ.get('FASTSPARSE_THREADS', '1')))
     r = train_one(**cfg)
     r['config'] = cfg
-    r['method_label'] = cfg['method'] + ('-noredist' if cfg.get('redistribution') is False else '')
+    r['method_label'] = method_label(cfg)
     return r
 
 def run_grid(cfgs:list[dict], out, workers:int=2, log=print)->list[dict]:
@@ -96,7 +112,8 @@ def summarise(runs:list[dict])->list[dict]:
 
 def markdown_table(rows:list[dict])->str:
     "Summary rows as a Markdown table: one line per (model, epochs, sparsity), one column per method"
-    methods = [m for m in ('dense', 'static', 'set', 'snfs', 'snfs-noredist', 'rigl') if any(r['method'] == m for r in rows)]
+    order = [m + t for m in ('dense', 'static', 'set', 'snfs', 'snfs-noredist', 'rigl') for t in ('', ' (truly sparse)')]
+    methods = [m for m in order if any(r['method'] == m for r in rows)]
     keys = sorted({(r['model'], r['epochs'], r['sparsity']) for r in rows}, key=lambda k: (k[0], k[1], k[2] > 0, k[2]))
     lines = ['| model | epochs | sparsity | ' + ' | '.join(methods) + ' | mean density (sparse runs) |', '|' + ' :- |' * (4 + len(methods))]
     for k in keys:
@@ -109,6 +126,29 @@ def markdown_table(rows:list[dict])->str:
         lines.append(f"| {k[0]} | {k[1]} | {'dense' if k[2] == 0 else f'{k[2]:.1%}'} | " + ' | '.join(cells) + f' | {d} |')
     return '\n'.join(lines)
 
+def compare_truly_sparse(rows:list[dict])->list[dict]:
+    "Each truly sparse summary row beside its masked-dense twin: difference of means, and whether it is within 2 sd of the masked runs"
+    res = []
+    for t in [r for r in rows if r['method'].endswith(' (truly sparse)')]:
+        base = t['method'].removesuffix(' (truly sparse)')
+        m = [r for r in rows if (r['model'], r['epochs'], r['sparsity'], r['method']) == (t['model'], t['epochs'], t['sparsity'], base)]
+        if not m: continue
+        m = m[0]; diff = t['acc_mean'] - m['acc_mean']
+        res.append(dict(model=t['model'], epochs=t['epochs'], sparsity=t['sparsity'], method=base, masked_mean=m['acc_mean'], masked_sd=m['acc_sd'],
+                        masked_n=m['n'], truly_mean=t['acc_mean'], truly_sd=t['acc_sd'], truly_n=t['n'], diff=diff,
+                        within_2sd=abs(diff) <= 2 * m['acc_sd'], masked_seconds=m['seconds'], truly_seconds=t['seconds']))
+    return res
+
+def comparison_table(comp:list[dict])->str:
+    "`compare_truly_sparse` rows as a Markdown table (the sd is the masked-dense runs' sample sd)"
+    lines = ['| model | epochs | sparsity | method | masked-dense | truly sparse | difference | within 2 sd (masked) | s per run (masked / truly) |',
+             '|' + ' :- |' * 9]
+    for c in comp:
+        lines.append(f"| {c['model']} | {c['epochs']} | {c['sparsity']:.1%} | {c['method']} | {c['masked_mean']:.2f} ± {c['masked_sd']:.2f} (n={c['masked_n']}) "
+                     f"| {c['truly_mean']:.2f} ± {c['truly_sd']:.2f} (n={c['truly_n']}) | {c['diff']:+.2f} | {'yes' if c['within_2sd'] else 'no'} "
+                     f"(2 sd = {2 * c['masked_sd']:.2f}) | {c['masked_seconds']:.0f} / {c['truly_seconds']:.0f} |")
+    return '\n'.join(lines)
+
 # %% ../nbs/11_replicate.ipynb #1bbdcfcc
 def write_results(runs:list[dict], out):
     "Write `summary.csv`, `summary.json`, `summary.md` and the plots into `out`"
@@ -116,7 +156,8 @@ def write_results(runs:list[dict], out):
     (out/'summary.json').write_text(json.dumps(rows, indent=1))
     with open(out/'summary.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
-    (out/'summary.md').write_text(markdown_table(rows) + '\n')
+    comp = compare_truly_sparse(rows)
+    (out/'summary.md').write_text(markdown_table(rows) + '\n' + ('\nTruly sparse against masked-dense:\n\n' + comparison_table(comp) + '\n' if comp else ''))
     plot(runs, out)
     return rows
 
@@ -144,22 +185,24 @@ grids = dict(
     lenet20=lambda: lenet_grid(),
     lenet100=lambda: lenet_grid(sparsities=(0.95, 0.99), seeds=(0, 1), epochs=100, methods=('static', 'set', 'snfs', 'rigl')),
     set_tutorial=lambda: set_grid(),
+    truly_sparse=lambda: truly_sparse_grid(),
+    set_timing=lambda: set_timing_grid(),
     quick=lambda: lenet_grid(sparsities=(0.95, 0.99), seeds=(0,), epochs=2, n_train=6000, n_valid=2000),
 )
 
 def replicate(
-    grid:str='lenet20', # comma-separated grids: lenet20, lenet100, set_tutorial (or quick)
+    grid:str='lenet20', # comma-separated grids: lenet20, lenet100, set_tutorial, truly_sparse, set_timing (or quick)
     out:str='replication', # output folder (runs.jsonl, summary.*, PNG plots)
     workers:int=2, # runs in parallel (one thread each)
     quick:bool=False, # a few-minute smoke run: 2 epochs on 6,000/2,000 images at 95 % and 99 %
     epochs:int=None, # override the grid's epochs (e.g. fewer for the SET tutorial)
 ):
-    "Run the replication grid(s) on Fashion-MNIST and write tables and plots"
+    "Run the replication grid(s) on Fashion-MNIST and write tables and plots of every run in `out`"
     names = ['quick'] if quick else grid.split(',')
     for n in names:
         if n not in grids: raise ValueError(f"`grid` must be a comma-separated list of {', '.join(grids)}; got {n!r}")
     cfgs = [dict(c, epochs=epochs) if epochs else c for n in names for c in grids[n]()]
-    runs = run_grid(cfgs, out, workers)
-    rows = write_results(runs, out)
+    run_grid(cfgs, out, workers)
+    rows = write_results(load_runs(out), out)  # every run in `out`, not only this grid's: the summaries describe the folder
     print(markdown_table(rows))
     return rows
