@@ -64,9 +64,10 @@ def test_engine_zeroes_slow_weights_at_dropped_and_grown():
 def test_step_hooks_wrap_lookahead_and_go_away():
     from fastsparse.core import _step_hooks, _enforcers
     m = mlp(); h = sparsify_model(m, 0.9)
-    assert getattr(Lookahead.step, '_fastsparse', False)
+    from fastsparse.core import _after_opt_step
+    assert _after_opt_step in getattr(Lookahead.step, '_fastsparse_hooks', [])
     h.remove()
-    if not _enforcers: assert not getattr(Lookahead.step, '_fastsparse', False) and 'fastai' not in _step_hooks
+    if not _enforcers: assert _after_opt_step not in getattr(Lookahead.step, '_fastsparse_hooks', []) and 'fastai' not in _step_hooks
 
 # 3. a masked layer the forward never uses
 class Branchy(nn.Module):
