@@ -23,21 +23,18 @@ def _index_dtype(n:int)->torch.dtype:
     "int32 if every index of a CSR with `n` as its largest count fits in it, else int64"
     return torch.int32 if n < 2**31 - 1 else torch.int64
 
-def _csr_indices(rows:Tensor, cols:Tensor, n_rows:int, dtype:torch.dtype)->tuple[Tensor, Tensor]:
-    "(crow_indices, col_indices) of entries given row-major sorted by (`rows`, `cols`)"
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-    return crow.to(dtype), cols.to(dtype)
-
 def _indices_from_flat(flat:Tensor, shape:tuple[int, int])->dict[str, Tensor]:
     "CSR indices of `W` and `Wᵀ` and the permutation from `W`'s entry order to `Wᵀ`'s, for sorted unique flat positions `flat`"
     o, i = shape
-    rows, cols = flat // i, flat % i
     dt = _index_dtype(max(flat.numel(), o, i))
-    crow, col = _csr_indices(rows, cols, o, dt)
-    perm = torch.argsort(cols * o + rows)  # entry order of Wᵀ (sorted by column, then row)
-    tcrow, tcol = _csr_indices(cols.index_select(0, perm), rows.index_select(0, perm), i, dt)
-    return dict(crow_indices=crow, col_indices=col, t_crow_indices=tcrow, t_col_indices=tcol, t_perm=perm.to(dt))
+    crow = torch.searchsorted(flat, torch.arange(o + 1, device=flat.device, dtype=flat.dtype) * i)  # where each row starts (o·i fits: no overflow)
+    rows = torch.repeat_interleave(torch.arange(o, device=flat.device, dtype=dt), crow.diff())
+    cols = (flat - rows.to(flat.dtype) * i).to(dt)
+    perm = torch.sort(cols, stable=True).indices  # row-major entries stably sorted by column are Wᵀ's order (column, then row): a radix sort
+    tcrow = torch.zeros(i + 1, dtype=torch.int64, device=flat.device)
+    tcrow[1:] = torch.bincount(cols, minlength=i).cumsum(0)
+    return dict(crow_indices=crow.to(dt), col_indices=cols, t_crow_indices=tcrow.to(dt),
+                t_col_indices=rows.index_select(0, perm), t_perm=perm.to(dt))
 
 # %% ../nbs/09_truly_sparse.ipynb #2c9cb04c
 class _SparseLinearFunction(torch.autograd.Function):
@@ -111,21 +108,35 @@ class TrulySparseLinear(nn.Module):
     def sparsity(self)->float: return 1 - self.n_active / self.numel
 
 # %% ../nbs/09_truly_sparse.ipynb #13448709
+def _n_draws(k:int, numel:int, n_free:int)->int:
+    "Uniform draws in [0, `numel`) expected to give `k` free positions when `n_free` are free, plus a margin"
+    return min(int(k * numel / n_free * 1.1) + 64, 4 * numel)
+
+def _new_sorted(cand:Tensor, excl:Tensor)->tuple[Tensor, Tensor, Tensor]:
+    "(sorted `excl` ∪ `cand`, source index of each entry, whether it is a candidate new to both) by one stable radix sort; `excl` distinct"
+    v, src = torch.cat([excl, cand]).sort(stable=True)
+    new = src >= excl.numel()
+    new[1:] &= v[1:] != v[:-1]  # equal entries sit together, an excluded one first: only a candidate unlike its predecessor is new
+    return v, src, new
+
+def _drop_surplus(new:Tensor, n_drop:int, generator:torch.Generator|None):
+    "Clear `n_drop` of the set entries of bool `new`, chosen uniformly at random, in place"
+    idx = new.nonzero().squeeze(1)
+    new.index_fill_(0, idx[torch.randperm(idx.numel(), generator=generator, device=new.device)[:n_drop]], False)
+
 @torch.no_grad()
 def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generator|None=None, device=None)->Tensor:
-    "`k` distinct flat positions in [0, `numel`), uniformly at random among those not in sorted `excluded`; never allocates `numel` elements"
+    "`k` distinct sorted flat positions in [0, `numel`) (`excluded`'s dtype), uniformly at random among those not in distinct `excluded`; never allocates `numel` elements"
     n_free = numel - excluded.numel()
     if k > n_free: raise ValueError(f"cannot choose {k} positions among {n_free} free ones")
     gdev = generator.device if generator is not None else torch.device('cpu')
-    excl, got = excluded.to(gdev), torch.empty(0, dtype=torch.long, device=gdev)
+    excl, got = excluded.to(gdev), torch.empty(0, dtype=excluded.dtype, device=gdev)
     while got.numel() < k:
-        m = min(int((k - got.numel()) * numel / n_free * 1.1) + 64, 4 * numel)  # expected draws for what is missing, plus a margin
-        cand = torch.randint(numel, (m,), generator=generator, device=gdev).sort().values  # sorted queries: a faster binary search
-        if excl.numel():
-            pos = torch.searchsorted(excl, cand).clamp_(max=excl.numel() - 1)
-            cand = cand[excl[pos] != cand]
-        got = torch.cat([got, cand]).unique()
-    if got.numel() > k: got = got[torch.randperm(got.numel(), generator=generator, device=gdev)[:k]]  # a uniform k-subset of a uniform set
+        cand = torch.randint(numel, (_n_draws(k - got.numel(), numel, n_free),), generator=generator, device=gdev, dtype=excluded.dtype)
+        v, _, new = _new_sorted(torch.cat([got, cand]), excl)
+        got = v[new]
+    if got.numel() > k:  # a uniform k-subset of a uniform set, still sorted
+        keep = torch.ones(got.numel(), dtype=torch.bool, device=gdev); _drop_surplus(keep, got.numel() - k, generator); got = got[keep]
     return got.to(device)
 
 # %% ../nbs/09_truly_sparse.ipynb #195f77fb
@@ -153,10 +164,10 @@ def _from_dense(cls, weight:Tensor, mask:Tensor, bias:Tensor|None=None)->TrulySp
     return self
 
 @torch.no_grad()
-def _flat(self:TrulySparseLinear)->Tensor:
-    "Sorted int64 flat positions `row * in_features + col` of the active weights"
-    rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.values.device), self.crow_indices.diff().long())
-    return rows * self.in_features + self.col_indices.long()
+def _flat(self:TrulySparseLinear, dtype:torch.dtype=torch.int64)->Tensor:
+    "Sorted flat positions `row * in_features + col` of the active weights (int64; int32 if asked and `numel` fits)"
+    rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.values.device, dtype=dtype), self.crow_indices.diff().to(dtype))
+    return rows.mul_(self.in_features).add_(self.col_indices.to(dtype))
 
 @torch.no_grad()
 def _to_dense(self:TrulySparseLinear)->Tensor:
@@ -353,23 +364,65 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
     return best_i.sort().values
 
 # %% ../nbs/09_truly_sparse.ipynb #323f4daf
-def _remap(t:Tensor, kept:Tensor, n_grow:int, order:Tensor)->Tensor:
-    "Per-weight tensor `t` after an update: kept entries, then `n_grow` zeros, in the new sorted order"
-    return torch.cat([t.index_select(0, kept), t.new_zeros(n_grow)]).index_select(0, order)
+def _keep_highest(scores:Tensor, k:int)->Tensor:
+    "Bool mask of all but the `k` lowest `scores` (exactly `k` dropped, ties broken arbitrarily); on large CPU tensors a strided sample brackets the `k`-th"
+    n, dev = scores.numel(), scores.device
+    keep = torch.ones(n, dtype=torch.bool, device=dev)
+    if k == 0: return keep
+    if dev.type == 'cpu' and n >= 32768:  # only the scores in a narrow band around the k-th go through topk, and no list of k indices is written
+        smp = scores[::n // 8192]  # two order statistics of the sample (kthvalue: no float sort) bracket the k-th lowest score
+        lo, hi = (smp.kthvalue(min(smp.numel(), max(1, int((k / n + d) * smp.numel())))).values.item() for d in (-.02, .02))
+        below = scores < lo
+        c = int(below.sum())
+        band = ((scores >= lo) & (scores <= hi)).nonzero().squeeze(1)
+        if c <= k <= c + band.numel():  # the k-th lowest is in the band (else the sample missed, or NaN: plain topk)
+            pick = band.index_select(0, scores.index_select(0, band).topk(k - c, largest=False, sorted=False).indices)
+            return below.logical_not_().index_fill_(0, pick, False)
+    return keep.index_fill_(0, scores.topk(k, largest=False, sorted=False).indices, False)
+
+def _merge(kept_flat:Tensor, grown:Tensor, kept:Tensor, n:int)->tuple[Tensor, Tensor]:
+    "Merge disjoint sorted `kept_flat` (the positions of old entries `kept`) and `grown`: (merged positions, source of each: its old index, `n` if grown)"
+    flat, src = torch.cat([kept_flat, grown]).sort()  # an integer (radix) sort
+    return flat, torch.cat([kept, kept.new_full((1,), n)]).index_select(0, src.clamp_(max=kept.numel()))
+
+@torch.no_grad()
+def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, generator:torch.Generator|None=None)->tuple[Tensor, Tensor, Tensor]:
+    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones)"
+    n = flat.numel()
+    excl = flat.masked_select(keep) if allow_regrow else flat  # what may not grow
+    ne, gdev = excl.numel(), generator.device if generator is not None else torch.device('cpu')
+    cand = torch.randint(numel, (_n_draws(k, numel, numel - ne) if k else 0,), generator=generator, device=gdev, dtype=flat.dtype).to(flat.device)
+    v, src, new = _new_sorted(cand, excl)  # one radix sort of what is active and the candidates
+    n_new = int(new.sum())
+    if n_new < k:  # too few new candidates (rare): sample the rest, then merge
+        kept = keep.nonzero().squeeze(1)
+        grown = _sample_excluding(numel, k, excl, generator, flat.device)
+        return *_merge(flat.index_select(0, kept), grown, kept, n), grown
+    if n_new > k: _drop_surplus(new, n_new - k, generator)
+    if allow_regrow: old = src < ne
+    else: old = torch.cat([keep, keep.new_zeros(cand.numel())]).index_select(0, src)  # kept entries stay, dropped ones and candidates are not old
+    sel = (old | new).nonzero().squeeze(1)
+    src = src.index_select(0, sel).clamp_(max=ne)  # an index into `excl`, or `ne` for a grown entry
+    if allow_regrow: src = torch.cat([keep.nonzero().squeeze(1), src.new_full((1,), n)]).index_select(0, src)
+    return v.index_select(0, sel), src, v.masked_select(new)
+
+def _remap(t:Tensor, src:Tensor)->Tensor:
+    "Per-weight tensor `t` after an update: entry `j` is `t[src[j]]`, or 0 where `src[j] == len(t)` (a grown weight)"
+    return torch.cat([t, t.new_zeros(1)]).index_select(0, src)
 
 def _assign(dst:Tensor, new:Tensor)->Tensor:
     "Write `new` into `dst` in place if the shapes agree (DDP, compile and optimizers keep references), else return `new`"
     if dst.shape == new.shape and dst.dtype == new.dtype: dst.copy_(new); return dst
     return new
 
-def _rebuild(layer:TrulySparseLinear, flat:Tensor, kept:Tensor, n_grow:int, order:Tensor, opt):
-    "Move values, gradient and every parameter-shaped optimizer state of `layer` to the sorted flat positions `flat`"
+def _rebuild(layer:TrulySparseLinear, flat:Tensor, src:Tensor, opt):
+    "Move values, gradient and every parameter-shaped optimizer state of `layer` to the sorted flat positions `flat` (entry `j` from old entry `src[j]`, 0 where `src[j]` is the old count)"
     v = layer.values
     st = opt_state(opt, v)
     for key, t in list(st.items()):
-        if isinstance(t, Tensor) and t.shape == v.shape: st[key] = _assign(t, _remap(t, kept, n_grow, order))
-    g = None if v.grad is None else _remap(v.grad, kept, n_grow, order)
-    new = _remap(v.detach(), kept, n_grow, order)
+        if isinstance(t, Tensor) and t.shape == v.shape: st[key] = _assign(t, _remap(t, src))
+    g = None if v.grad is None else _remap(v.grad, src)
+    new = _remap(v.detach(), src)
     if new.shape == v.shape: v.copy_(new)
     else: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
     if g is not None: v.grad = _assign(v.grad, g) if v.grad is not None else g
@@ -394,17 +447,18 @@ def update_truly_sparse_layer(
     if not 0 <= n_drop <= n: raise ValueError(f"`n_drop` must be in [0, {n}] (the active weights), got {n_drop}")
     if not 0 <= n_grow <= cap: raise ValueError(f"`n_grow` must be in [0, {cap}] (the positions free to grow), got {n_grow}")
     if opt is not None: check_optimizer([layer], opt)
-    flat = layer.flat()
-    keep, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
-    drop = _select(keep.reshape(-1), None, n, n_drop, largest=False, absolute=keep_abs)
-    kept = torch.ones(n, dtype=torch.bool, device=flat.device).index_fill_(0, drop, False).nonzero().squeeze(1)
-    excl = flat.index_select(0, kept) if allow_regrow else flat
-    if mode == 'random': grown = _sample_excluding(layer.numel, n_grow, excl, generator, flat.device).sort().values
-    else: grown = _grow_by_gradient(layer, n_grow, excl, block_size)
-    new_flat, order = torch.cat([flat.index_select(0, kept), grown]).sort()
-    _rebuild(layer, new_flat, kept, n_grow, order, opt)
+    flat = layer.flat(_index_dtype(layer.numel))  # int32 when it fits: integer sorts are radix sorts, twice as fast on int32
+    scores, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
+    scores = scores.reshape(-1).float()
+    keep = _keep_highest(scores.abs() if keep_abs else scores, n_drop)
+    if mode == 'random': new_flat, src, grown = _grow_random(flat, keep, layer.numel, n_grow, allow_regrow, generator)
+    else:
+        kept = keep.nonzero().squeeze(1); kept_flat = flat.index_select(0, kept)
+        grown = _grow_by_gradient(layer, n_grow, (kept_flat if allow_regrow else flat).long(), block_size).to(flat.dtype)
+        new_flat, src = _merge(kept_flat, grown, kept, n)
+    _rebuild(layer, new_flat, src, opt)
     layer._x = layer._grad_out = None
-    return flat.index_select(0, drop), grown
+    return flat.masked_select(~keep).long(), grown.long()
 
 # %% ../nbs/09_truly_sparse.ipynb #94868254
 def update_truly_sparse(

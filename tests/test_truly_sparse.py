@@ -145,6 +145,18 @@ def test_bench_quick():
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1].startswith('truly_sparse'), r.stdout
 
+@pytest.mark.skipif(not (Path('/usr/share/datasets/fashion-mnist')/'t10k-labels-idx1-ubyte.gz').exists()
+                    and not (Path('/usr/share/datasets/fashion-mnist')/'t10k-labels-idx1-ubyte').exists(), reason="Fashion-MNIST not installed")
+def test_bench_large_quick():
+    "The large-network benchmark's quick mode (TrulySparseLinear layers built directly, SET then RigL through the wrapper) runs and learns"
+    script = Path(__file__).resolve().parents[1]/'bench'/'truly_sparse_large.py'
+    r = subprocess.run([sys.executable, str(script), '--quick', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith('truly_sparse_large'), r.stdout
+    acc = float(last.split('accuracy ')[1].split('%')[0])
+    assert acc > 30, last  # well above chance (10 %) after 60 SET steps
+
 def test_fastai_callback_drives_truly_sparse_layers():
     "DynamicSparseTrainingCallback trains a truly sparse model: exact budgets, density monitored, sparse_report, RigL equal to the masked twin"
     import copy
