@@ -120,14 +120,14 @@ class DensityMonitor(Callback):
     def before_fit(self): self._new_fit = True  # validate()/get_preds() fire before_fit too: reset at the first training epoch
     def before_train(self):
         if getattr(self, '_new_fit', True):
-            ts = truly_sparse_layers(self.learn.model)  # layers that store only their active weights count too
-            self.total = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]) + sum(l.numel for l in ts)
+            self._ts = truly_sparse_layers(self.learn.model)  # layers that store only their active weights count too (found once per fit)
+            self.total = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]) + sum(l.numel for l in self._ts)
             self.epoch_density, self._new_fit = [], False
         self._sum, self._n = None, 0
     def after_batch(self):
         if not self.total: return
         s = sum(m.count_nonzero() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
-        s = s + sum(l.n_active for l in truly_sparse_layers(self.learn.model))
+        s = s + sum(l.n_active for l in self._ts)
         self._sum = s if self._sum is None else self._sum + s
         self._n += 1
     def after_train(self):

@@ -218,7 +218,7 @@ def apply_masks(model:nn.Module):
 
 # %% ../nbs/00_core.ipynb #68307b6c
 _enforcers = weakref.WeakSet()  # live enforcers (the step hooks run while it is not empty)
-_step_hooks = {}  # what is installed: 'torch' -> hook handle, 'fastai' -> [(fastai optimizer class, its original step)]
+_step_hooks = {}  # what is installed: 'torch' -> hook handle, 'fastai' -> [fastai optimizer classes whose `step` wrapper holds our hook]
 
 def _opt_params(opt)->Iterable[Tensor]:
     "Parameters held by a torch or fastai optimizer"

@@ -277,6 +277,10 @@ def _grow_counts(shares:list[float], total:int, caps:list[int])->list[int]:
     return counts
 
 # %% ../nbs/01a_engine.ipynb #fd69fb9a
+def _n_drop(drop_fraction:float, n:int, room:int|None=None)->int:
+    "Weights a layer with `n` active drops at `drop_fraction`: `round(drop_fraction · n)` (halves up), at most `n` and `room` (what it can regrow)"
+    return min(int(math.floor(drop_fraction * n + 0.5)), n, n if room is None else room)
+
 def _used(ws:list[Tensor])->list[bool]:
     "Which weights take part in this update: trainable, and with a gradient unless no weight has one (a layer the forward did not use has none)"
     any_grad = any(w.grad is not None for w in ws)
@@ -302,7 +306,7 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
     ws, ms = self.weights, self.masks
     budgets, used = self.budgets(), _used(ws)  # frozen and unused layers keep their topology
-    drops = [min(int(math.floor(drop_fraction * b + 0.5)), b) if u else 0 for u, b in zip(used, budgets)]
+    drops = [_n_drop(drop_fraction, b) if u else 0 for u, b in zip(used, budgets)]
     caps = [w.numel() - b + (d if self.allow_regrow else 0) if u else 0 for w, b, d, u in zip(ws, budgets, drops, used)]
     if self.redistribute_f is None:
         drops = [min(d, c) for d, c in zip(drops, caps)]  # a (nearly) dense layer can only regrow what it has room for
@@ -332,7 +336,7 @@ def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict
     "Drop and regrow `round(drop_fraction · n_active)` weights in each truly sparse layer (no redistribution); append their counts to `res`"
     for l in self.layers:
         n = l.n_active
-        d = min(int(math.floor(drop_fraction * n + 0.5)), n, l.numel - n) if l.values.requires_grad else 0
+        d = _n_drop(drop_fraction, n, l.numel - n) if l.values.requires_grad else 0
         if d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow)
         res['dropped'].append(d); res['grown'].append(d)
 

@@ -17,7 +17,8 @@ __all__ = ['flops_report', 'inference_flops', 'training_flops', 'sparse_report',
 
 # %% ../nbs/05a_report.ipynb #99c2f141
 def _density(m:nn.Module, n:str)->float:
-    "Density of weight `n` of module `m` (1 if it has no mask)"
+    "Density of weight `n` of module `m` (1 if it has no mask; active/total for a layer that stores only its active weights)"
+    if isinstance(m, TrulySparseLinear): return m.n_active / m.numel
     mask = getattr(m, f'{n}_mask', None)
     return float(mask.sum()) / mask.numel() if mask is not None else 1.
 
@@ -30,12 +31,9 @@ class _FlopCounter:
 
 def _layer_flops(m, x, out, inp)->tuple[float, float]:
     "(dense, sparse) multiply-adds of module `m` for one forward call"
-    if isinstance(m, nn.Linear):
+    if isinstance(m, (nn.Linear, TrulySparseLinear)):
         rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
         return d, d * _density(m, 'weight')
-    if isinstance(m, TrulySparseLinear):
-        rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
-        return d, d * m.n_active / m.numel
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         o = out; d = o.shape[0] * math.prod(o.shape[2:]) * m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
         return d, d * _density(m, 'weight')

@@ -10,7 +10,7 @@ import math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
-from .engine import _select, _scores, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
+from .engine import _select, _scores, _n_drop, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
 __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
@@ -328,9 +328,7 @@ def record_for_update(
 ):
     "Make the next forward/backward keep what RigL's block-wise dense gradient needs; set it before the forward of an update step"
     layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
-    for l in layers:
-        l.record = on
-        if not on: l._x = l._grad_out = None
+    for l in layers: l.set_record(on)
 
 # %% ../nbs/09_truly_sparse.ipynb #5a90fbaf
 def _excluded_in(excl:Tensor, lo:int, hi:int)->Tensor:
@@ -475,8 +473,7 @@ def update_truly_sparse(
     if not layers: raise ValueError("`model_or_layers` has no TrulySparseLinear layer: call truly_sparse(model) first")
     res = dict(dropped=[], grown=[], active=[])
     for l in layers:
-        d = min(int(math.floor(drop_fraction * l.n_active + 0.5)), l.n_active, l.numel - l.n_active)  # a nearly dense layer regrows only what fits
-        if not l.values.requires_grad: d = 0
+        d = _n_drop(drop_fraction, l.n_active, l.numel - l.n_active) if l.values.requires_grad else 0  # the engine's count; a nearly dense layer regrows only what fits
         update_truly_sparse_layer(l, d, d, grow, opt, generator, **kwargs)
         res['dropped'].append(d); res['grown'].append(d); res['active'].append(l.n_active)
     record_for_update(layers, False)

@@ -66,12 +66,17 @@ def test_fastai_compiled_model_with_callback():
     assert abs(mon.mean_density - 0.1) < 1e-3
     for w, m in zip(*weights_and_masks(learn.model)): assert not (w[~m] != 0).any()
 
-def test_forward_mode_masks_inside_compiled_graph():
-    "enforce_masks='forward' under torch.compile: a hand-written update is masked by the compiled forward itself"
+def _forward_masked():
+    "A fresh small MLP sparsified with `enforce_masks='forward'` (dynamo reset)"
     torch._dynamo.reset()
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     sparsify_model(m, 0.8, enforce_masks='forward')
+    return m
+
+def test_forward_mode_masks_inside_compiled_graph():
+    "enforce_masks='forward' under torch.compile: a hand-written update is masked by the compiled forward itself"
+    m = _forward_masked()
     cm = torch.compile(m)
     cm(torch.randn(4, 16))
     with torch.no_grad(): m[0].weight.add_(1.)  # bypasses every optimizer hook
@@ -80,10 +85,7 @@ def test_forward_mode_masks_inside_compiled_graph():
 
 def test_forward_mode_zeroes_nonfinite_inside_compiled_graph():
     "The bit-view masking traced into a compiled forward turns NaN/inf at masked positions into exact zeros (no graph break)"
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    sparsify_model(m, 0.8, enforce_masks='forward')
+    m = _forward_masked()
     ex = torch._dynamo.explain(m)(torch.randn(4, 16))
     assert ex.graph_break_count == 0
     cm = torch.compile(m)
