@@ -10,7 +10,7 @@ import math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
-from .engine import _select, _scores, _n_drop, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
+from .engine import _select, _scores, _rank_keys, _n_drop, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
 __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
@@ -19,18 +19,33 @@ __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_d
 # %% ../nbs/09_truly_sparse.ipynb #824cf3eb
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')
 
+_RADIX_MIN = 32768  # torch sorts a 1-D integer CPU tensor by radix from this length, by comparison below (up to 8× slower just under it)
+
+def _sort(t:Tensor)->tuple[Tensor, Tensor]:
+    "Stable ascending sort of 1-D integer `t` (values, indices); on CPU a tensor somewhat short of torch's radix-sort length is padded to it"
+    n = t.numel()
+    if t.device.type != 'cpu' or not 4096 <= n < _RADIX_MIN: return t.sort(stable=True)
+    v, i = torch.cat([t, t.new_full((_RADIX_MIN - n,), torch.iinfo(t.dtype).max)]).sort(stable=True)  # the padding sorts last
+    return v[:n], i[:n]
+
 def _index_dtype(n:int)->torch.dtype:
     "int32 if every index of a CSR with `n` as its largest count fits in it, else int64"
     return torch.int32 if n < 2**31 - 1 else torch.int64
+
+def _rows(crow:Tensor, n:int, dtype:torch.dtype)->Tensor:
+    "The row of each of the `n` entries of a CSR with row starts `crow` (a running count of the row starts)"
+    starts = torch.zeros(n + 1, dtype=dtype, device=crow.device)
+    starts.index_add_(0, crow[1:-1].long(), torch.ones(crow.numel() - 2, dtype=dtype, device=crow.device))
+    return starts[:n].cumsum(0, dtype=dtype)
 
 def _indices_from_flat(flat:Tensor, shape:tuple[int, int])->dict[str, Tensor]:
     "CSR indices of `W` and `Wᵀ` and the permutation from `W`'s entry order to `Wᵀ`'s, for sorted unique flat positions `flat`"
     o, i = shape
     dt = _index_dtype(max(flat.numel(), o, i))
     crow = torch.searchsorted(flat, torch.arange(o + 1, device=flat.device, dtype=flat.dtype) * i)  # where each row starts (o·i fits: no overflow)
-    rows = torch.repeat_interleave(torch.arange(o, device=flat.device, dtype=dt), crow.diff())
+    rows = _rows(crow, flat.numel(), dt)
     cols = (flat - rows.to(flat.dtype) * i).to(dt)
-    perm = torch.sort(cols, stable=True).indices  # row-major entries stably sorted by column are Wᵀ's order (column, then row): a radix sort
+    perm = _sort(cols.to(torch.int16) if i <= 2**15 else cols)[1]  # row-major entries stably sorted by column are Wᵀ's order (column, then row); 2-byte keys sort faster
     tcrow = torch.zeros(i + 1, dtype=torch.int64, device=flat.device)
     tcrow[1:] = torch.bincount(cols, minlength=i).cumsum(0)
     return dict(crow_indices=crow.to(dt), col_indices=cols, t_crow_indices=tcrow.to(dt),
@@ -114,10 +129,16 @@ def _n_draws(k:int, numel:int, n_free:int)->int:
 
 def _new_sorted(cand:Tensor, excl:Tensor)->tuple[Tensor, Tensor, Tensor]:
     "(sorted `excl` ∪ `cand`, source index of each entry, whether it is a candidate new to both) by one stable radix sort; `excl` distinct"
-    v, src = torch.cat([excl, cand]).sort(stable=True)
+    v, src = _sort(torch.cat([excl, cand]))
     new = src >= excl.numel()
-    new[1:] &= v[1:] != v[:-1]  # equal entries sit together, an excluded one first: only a candidate unlike its predecessor is new
+    new[1:] &= v[1:] != v[:-1]  # equal entries sit together, an excluded one first, then candidates in draw order: only the earliest drawn is new
     return v, src, new
+
+def _first_drawn(new:Tensor, src:Tensor, ne:int, k:int):
+    "Keep only the `k` earliest drawn of the candidates marked in `new` (sorted entries from `_new_sorted`: entry `j` is draw `src[j] - ne`), in place"
+    drawn = torch.zeros_like(new).index_copy_(0, src, new)[ne:]  # `new` in draw order (`src` is a permutation)
+    cut = torch.searchsorted(drawn.cumsum(0), torch.full((1,), k, device=new.device))  # draws [0, cut] hold the first `k`
+    new &= src <= cut + ne
 
 def _drop_surplus(new:Tensor, n_drop:int, generator:torch.Generator|None):
     "Clear `n_drop` of the set entries of bool `new`, chosen uniformly at random, in place"
@@ -166,7 +187,7 @@ def _from_dense(cls, weight:Tensor, mask:Tensor, bias:Tensor|None=None)->TrulySp
 @torch.no_grad()
 def _flat(self:TrulySparseLinear, dtype:torch.dtype=torch.int64)->Tensor:
     "Sorted flat positions `row * in_features + col` of the active weights (int64; int32 if asked and `numel` fits)"
-    rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.values.device, dtype=dtype), self.crow_indices.diff().to(dtype))
+    rows = _rows(self.crow_indices, self.n_active, dtype)
     return rows.mul_(self.in_features).add_(self.col_indices.to(dtype))
 
 @torch.no_grad()
@@ -380,12 +401,13 @@ def _keep_highest(scores:Tensor, k:int)->Tensor:
 
 def _merge(kept_flat:Tensor, grown:Tensor, kept:Tensor, n:int)->tuple[Tensor, Tensor]:
     "Merge disjoint sorted `kept_flat` (the positions of old entries `kept`) and `grown`: (merged positions, source of each: its old index, `n` if grown)"
-    flat, src = torch.cat([kept_flat, grown]).sort()  # an integer (radix) sort
+    flat, src = _sort(torch.cat([kept_flat, grown]))  # an integer (radix) sort
     return flat, torch.cat([kept, kept.new_full((1,), n)]).index_select(0, src.clamp_(max=kept.numel()))
 
 @torch.no_grad()
-def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, generator:torch.Generator|None=None)->tuple[Tensor, Tensor, Tensor]:
-    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones)"
+def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, generator:torch.Generator|None=None,
+                 positions:bool=True)->tuple[Tensor, Tensor, Tensor|None]:
+    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones if `positions`)"
     n = flat.numel()
     excl = flat.masked_select(keep) if allow_regrow else flat  # what may not grow
     ne, gdev = excl.numel(), generator.device if generator is not None else torch.device('cpu')
@@ -396,17 +418,18 @@ def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, 
         kept = keep.nonzero().squeeze(1)
         grown = _sample_excluding(numel, k, excl, generator, flat.device)
         return *_merge(flat.index_select(0, kept), grown, kept, n), grown
-    if n_new > k: _drop_surplus(new, n_new - k, generator)
+    if n_new > k: _first_drawn(new, src, ne, k)  # i.i.d. draws: the first `k` distinct free positions drawn are a uniform `k`-subset
     if allow_regrow: old = src < ne
     else: old = torch.cat([keep, keep.new_zeros(cand.numel())]).index_select(0, src)  # kept entries stay, dropped ones and candidates are not old
     sel = (old | new).nonzero().squeeze(1)
     src = src.index_select(0, sel).clamp_(max=ne)  # an index into `excl`, or `ne` for a grown entry
     if allow_regrow: src = torch.cat([keep.nonzero().squeeze(1), src.new_full((1,), n)]).index_select(0, src)
-    return v.index_select(0, sel), src, v.masked_select(new)
+    return v.index_select(0, sel), src, v.masked_select(new) if positions else None
 
 def _remap(t:Tensor, src:Tensor)->Tensor:
-    "Per-weight tensor `t` after an update: entry `j` is `t[src[j]]`, or 0 where `src[j] == len(t)` (a grown weight)"
-    return torch.cat([t, t.new_zeros(1)]).index_select(0, src)
+    "Per-weight tensor `t` after an update: entry `j` is `t[src[j]]`, or 0 where `src[j] == len(t)` (a grown weight); written into `t` if the count is unchanged"
+    ext = torch.cat([t, t.new_zeros(1)])
+    return torch.index_select(ext, 0, src, out=t) if t.shape == src.shape else ext.index_select(0, src)
 
 def _assign(dst:Tensor, new:Tensor)->Tensor:
     "Write `new` into `dst` in place if the shapes agree (DDP, compile and optimizers keep references), else return `new`"
@@ -418,12 +441,11 @@ def _rebuild(layer:TrulySparseLinear, flat:Tensor, src:Tensor, opt):
     v = layer.values
     st = opt_state(opt, v)
     for key, t in list(st.items()):
-        if isinstance(t, Tensor) and t.shape == v.shape: st[key] = _assign(t, _remap(t, src))
+        if isinstance(t, Tensor) and t.shape == v.shape: st[key] = _remap(t, src)  # in place when the count is unchanged: references stay valid
     g = None if v.grad is None else _remap(v.grad, src)
     new = _remap(v.detach(), src)
-    if new.shape == v.shape: v.copy_(new)
-    else: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
-    if g is not None: v.grad = _assign(v.grad, g) if v.grad is not None else g
+    if new.shape != v.shape: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
+    if g is not None: v.grad = g
     for k, t in _indices_from_flat(flat, layer.shape).items(): layer._buffers[k] = _assign(layer._buffers[k], t)
 
 # %% ../nbs/09_truly_sparse.ipynb #17841957
@@ -438,7 +460,8 @@ def update_truly_sparse_layer(
     keep_score_f=weight_magnitude, # f(values, opt) -> score per active weight; the lowest are dropped
     allow_regrow:bool=False, # may a weight dropped in this update be grown again in the same update?
     block_size:int=2**22, # elements of the dense gradient formed at once by 'gradient' growth (peak extra memory)
-)->tuple[Tensor, Tensor]:
+    positions:bool=True, # return the dropped and grown positions (the engine does not need them)
+)->tuple[Tensor, Tensor]|None:
     "Drop `n_drop` and grow `n_grow` weights of `layer`, moving values and optimizer state; return the (dropped, grown) flat positions"
     mode, n = grow_mode(grow), layer.n_active
     cap = layer.numel - n + (n_drop if allow_regrow else 0)
@@ -447,16 +470,15 @@ def update_truly_sparse_layer(
     if opt is not None: check_optimizer([layer], opt)
     flat = layer.flat(_index_dtype(layer.numel))  # int32 when it fits: integer sorts are radix sorts, twice as fast on int32
     scores, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
-    scores = scores.reshape(-1).float()
-    keep = _keep_highest(scores.abs() if keep_abs else scores, n_drop)
-    if mode == 'random': new_flat, src, grown = _grow_random(flat, keep, layer.numel, n_grow, allow_regrow, generator)
+    keep = _keep_highest(_rank_keys(scores.reshape(-1).float(), False, keep_abs).neg_(), n_drop)  # NaN dropped first, as in masked layers
+    if mode == 'random': new_flat, src, grown = _grow_random(flat, keep, layer.numel, n_grow, allow_regrow, generator, positions)
     else:
         kept = keep.nonzero().squeeze(1); kept_flat = flat.index_select(0, kept)
         grown = _grow_by_gradient(layer, n_grow, (kept_flat if allow_regrow else flat).long(), block_size).to(flat.dtype)
         new_flat, src = _merge(kept_flat, grown, kept, n)
     _rebuild(layer, new_flat, src, opt)
     layer._x = layer._grad_out = None
-    return flat.masked_select(~keep).long(), grown.long()
+    return (flat.masked_select(~keep).long(), grown.long()) if positions else None
 
 # %% ../nbs/09_truly_sparse.ipynb #94868254
 def update_truly_sparse(
@@ -481,9 +503,9 @@ def update_truly_sparse(
 
 # %% ../nbs/09_truly_sparse.ipynb #fb05fe06
 def _topology_update(self:TrulySparseLinear, n_drop:int, n_grow:int, keep_score_f=weight_magnitude, grow_score_f=random_score,
-                     opt=None, generator:torch.Generator|None=None, allow_regrow:bool=False)->tuple[Tensor, Tensor]:
+                     opt=None, generator:torch.Generator|None=None, allow_regrow:bool=False):
     "The `DropGrowEngine`'s entry point: drop `n_drop` and grow `n_grow` weights with the engine's scores (blocks of `block_size` for RigL)"
-    return update_truly_sparse_layer(self, n_drop, n_grow, grow_score_f, opt, generator, keep_score_f, allow_regrow, self.block_size)
+    update_truly_sparse_layer(self, n_drop, n_grow, grow_score_f, opt, generator, keep_score_f, allow_regrow, self.block_size, positions=False)
 
 def _needs_record(self:TrulySparseLinear, grow_score_f)->bool:
     "Whether growing with `grow_score_f` needs the update step's input and output gradient (RigL's dense gradient)"

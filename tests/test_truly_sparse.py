@@ -6,7 +6,7 @@ from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastsparse.core import sparsify_model
 from fastsparse.sparse_linear import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
-                                     update_truly_sparse, record_for_update, _indices_from_flat)
+                                     update_truly_sparse, record_for_update, _indices_from_flat, _sort)
 
 OPTS = {
     'sgd': lambda p: torch.optim.SGD(p, 0.05, momentum=0.9, weight_decay=1e-4),
@@ -116,6 +116,32 @@ def test_set_growth_is_uniform():
     act = torch.arange(30) % 3 == 0
     assert counts[act].sum() == 0
     assert (counts[~act] - 600 * 3 / 20).abs().max() < 40
+
+@pytest.mark.parametrize('n', [0, 5, 4095, 4096, 20000, 32767, 32768, 50000])
+def test_sort_matches_torch(n):
+    "`_sort` (padded up to torch's radix-sort length on CPU) gives exactly torch's stable sort, duplicates and int16 keys included"
+    g = torch.Generator().manual_seed(n)
+    for dt, hi in [(torch.int32, 2**31 - 1), (torch.int32, 50), (torch.int16, 2**15 - 1), (torch.int64, 2**40)]:
+        t = torch.randint(hi, (n,), generator=g, dtype=dt)
+        if n: t[-1] = hi  # the dtype's largest value sorts before the padding
+        v, i = _sort(t)
+        rv, ri = t.sort(stable=True)
+        assert torch.equal(v, rv) and torch.equal(i, ri)
+
+def test_nan_scores_dropped_first():
+    "NaN values are dropped before any finite one (as the masked engine does), and the positions flag only skips the returned positions"
+    torch.manual_seed(0)
+    l = TrulySparseLinear(50, 40, sparsity=0.9)
+    nan_pos = torch.randperm(l.n_active)[:7]
+    with torch.no_grad(): l.values[nan_pos] = float('nan'); l.values[:3] = float('inf')
+    flat = l.flat()
+    dr, gr = update_truly_sparse_layer(copy.deepcopy(l), 7, 7, 'random', None, torch.Generator().manual_seed(0))
+    assert set(dr.tolist()) == set(flat[nan_pos].tolist())
+    l2 = copy.deepcopy(l)
+    assert update_truly_sparse_layer(l2, 7, 7, 'random', None, torch.Generator().manual_seed(0), positions=False) is None
+    assert not l2.values.isnan().any() and l2.n_active == l.n_active
+    assert torch.equal(l2.flat(), torch.tensor(sorted(set(flat.tolist()) - set(dr.tolist()) | set(gr.tolist()))))  # same draws, same result
+    _csr_valid(l2)
 
 def test_rigl_block_memory_bounded():
     "A 2000×3000 layer's RigL update with a one-row block picks the same positions as with one block, and never forms the dense gradient"
