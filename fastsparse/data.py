@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 from fastai.data.core import DataLoaders
+from fastcore.basics import chunked
 from fastai.data.load import DataLoader
 
 # %% auto #0
-__all__ = ['fashion_mnist_path', 'fashion_mnist_classes', 'read_idx', 'fashion_mnist', 'ArrayDataset', 'tensor_dls', 'digits_dls',
-           'fashion_mnist_dls', 'write_image_folder']
+__all__ = ['fashion_mnist_path', 'fashion_mnist_classes', 'read_idx', 'fashion_mnist', 'ArrayDataset', 'TensorDL', 'tensor_dls',
+           'digits_dls', 'fashion_mnist_dls', 'write_image_folder']
 
 # %% ../nbs/02_data.ipynb #2e900054
 def read_idx(fn)->np.ndarray:
@@ -53,6 +54,21 @@ class ArrayDataset(TensorDataset):
     "A `TensorDataset` that `learn.export()` can save (fastai calls `new_empty` on datasets)"
     def new_empty(self): return type(self)(*[t[:0] for t in self.tensors])
 
+# %% ../nbs/02_data.ipynb #ae579e3e
+class TensorDL(DataLoader):
+    "A fastai `DataLoader` over a `TensorDataset` that gathers each batch with one index per tensor: the same batches, in the same order, as item by item"
+    def _itemwise(self)->bool:
+        "Whether this loader must go item by item: a dataset other than a `TensorDataset`, or item or batch transforms"
+        return (self.prebatched or not self.indexed or not isinstance(self.dataset, TensorDataset)
+                or getattr(self.after_item, '__func__', None) is not DataLoader.after_item
+                or getattr(self.before_batch, '__func__', None) is not DataLoader.before_batch)
+
+    def create_batches(self, samps):
+        if self._itemwise(): yield from super().create_batches(samps); return
+        for idx in chunked(samps, self.bs, self.drop_last):  # fastai's own grouping of the sampled indices
+            i = torch.tensor(idx, dtype=torch.long)
+            yield tuple(t[i] for t in self.dataset.tensors)
+
 # %% ../nbs/02_data.ipynb #2f5955a0
 def tensor_dls(
     x_train, y_train, x_valid, y_valid, # arrays or tensors: inputs and integer labels
@@ -69,9 +85,9 @@ def tensor_dls(
         xs = [(x - mean) / std for x in xs]
     xs = [x.flatten(1) if flatten else x.unsqueeze(1) for x in xs]
     ys = [torch.tensor(np.asarray(y), dtype=torch.long) for y in (y_train, y_valid)]
-    trn = DataLoader(ArrayDataset(xs[0], ys[0]), bs=bs, shuffle=True, drop_last=True, device=device)
+    trn = TensorDL(ArrayDataset(xs[0], ys[0]), bs=bs, shuffle=True, drop_last=True, device=device)
     if seed is not None: trn.rng.seed(seed)
-    val = DataLoader(ArrayDataset(xs[1], ys[1]), bs=bs * 2, device=device)
+    val = TensorDL(ArrayDataset(xs[1], ys[1]), bs=bs * 2, device=device)
     return DataLoaders(trn, val, device=device)
 
 # %% ../nbs/02_data.ipynb #5b17dbdf

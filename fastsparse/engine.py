@@ -332,13 +332,19 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
 DropGrowEngine.update = _engine_update
 
 # %% ../nbs/01a_engine.ipynb #dc29a02b
+def _drop_grow_each(layers:list, drop_fraction:float, update)->list[int]:
+    "Drop and regrow `round(drop_fraction · n_active)` weights of each truly sparse layer with `update(layer, n)` (no redistribution; frozen and unused layers skip); the counts"
+    used = _used([l.values for l in layers])
+    ds = [_n_drop(drop_fraction, l.n_active, l.numel - l.n_active) if u else 0 for l, u in zip(layers, used)]  # a nearly dense layer regrows only what fits
+    for l, d in zip(layers, ds):
+        if d: update(l, d)
+    return ds
+
 def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict):
-    "Drop and regrow `round(drop_fraction · n_active)` weights in each truly sparse layer (no redistribution); append their counts to `res`"
-    for l in self.layers:
-        n = l.n_active
-        d = _n_drop(drop_fraction, n, l.numel - n) if l.values.requires_grad else 0
-        if d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow)
-        res['dropped'].append(d); res['grown'].append(d)
+    "Drop and regrow `round(drop_fraction · n_active)` weights in each truly sparse layer through its `topology_update`; append their counts to `res`"
+    ds = _drop_grow_each(self.layers, drop_fraction,
+                         lambda l, d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow))
+    res['dropped'] += ds; res['grown'] += ds
 
 def _prepare(self:DropGrowEngine, update_next:bool):
     "Before the forward of an update step, have truly sparse layers keep what RigL's block-wise dense gradient needs (and not otherwise)"

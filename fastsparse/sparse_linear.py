@@ -10,7 +10,7 @@ import math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
-from .engine import _select, _scores, _rank_keys, _n_drop, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
+from .engine import _select, _scores, _rank_keys, _n_drop, _drop_grow_each, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
 __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
@@ -74,11 +74,9 @@ class _SparseLinearFunction(torch.autograd.Function):
 
 # %% ../nbs/09_truly_sparse.ipynb #6e0dfd82
 class _KeepGradOutput:
-    "Tensor hook that stores the gradient of a layer's output on the layer (for RigL's dense gradient on an update step)"
-    def __init__(self, layer): self.layer = weakref.ref(layer)
-    def __call__(self, g):
-        layer = self.layer()
-        if layer is not None: layer._grad_out = g.detach()
+    "Tensor hook that stores the gradient of a layer's output next to the input its forward recorded (for RigL's dense gradient on an update step)"
+    def __init__(self, slot:list): self.slot = slot  # [input, output gradient]
+    def __call__(self, g): self.slot[1] = g.detach()
 
 # %% ../nbs/09_truly_sparse.ipynb #9053ada2
 class TrulySparseLinear(nn.Module):
@@ -166,7 +164,8 @@ def _forward(self:TrulySparseLinear, x:Tensor)->Tensor:
     x2 = x.reshape(-1, self.in_features)
     y = _SparseLinearFunction.apply(x2, self.values, self.crow_indices, self.col_indices,
                                     self.t_crow_indices, self.t_col_indices, self.t_perm, self.shape)
-    if self.record and y.requires_grad: self._x = x2.detach(); y.register_hook(_KeepGradOutput(self))
+    if self.record and y.requires_grad:  # every forward of an update step (micro-batches of gradient accumulation too) adds its input and, in backward, its output gradient
+        slot = [x2.detach(), None]; self.__dict__.setdefault('_rec', []).append(slot); y.register_hook(_KeepGradOutput(slot))
     if self.bias is not None: y = y + self.bias
     return y.reshape(*x.shape[:-1], self.out_features)
 
@@ -223,7 +222,7 @@ def _extra_repr(self:TrulySparseLinear)->str:
 
 def _getstate(self:TrulySparseLinear)->dict:
     "Pickle without the tensors kept for an update step"
-    return {k: v for k, v in self.__dict__.items() if k not in ('_x', '_grad_out')}
+    return {k: v for k, v in self.__dict__.items() if k != '_rec'}
 
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
@@ -357,23 +356,30 @@ def _excluded_in(excl:Tensor, lo:int, hi:int)->Tensor:
     a, b = torch.searchsorted(excl, torch.tensor([lo, hi], device=excl.device)).tolist()
     return excl[a:b]
 
-def _block_scores(layer:TrulySparseLinear, r0:int, r1:int, excl:Tensor)->Tensor:
-    "Flat |dense gradient| of output rows [r0, r1), -1 at excluded positions, NaN as -0.5 (grown last)"
-    s = (layer._grad_out[:, r0:r1].t() @ layer._x).abs_().view(-1)
-    s.index_fill_(0, _excluded_in(excl, r0 * layer.in_features, r1 * layer.in_features) - r0 * layer.in_features, -1.)
+def _recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor]:
+    "(inputs, output gradients) of every forward recorded since `record` was set, stacked over the batch: `gᵀ x` is then the accumulated dense gradient"
+    rec = [(x, g) for x, g in layer.__dict__.get('_rec', ()) if g is not None]
+    if not rec:
+        raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
+                           "record_for_update(model) before that step's forward, then backward, then the update")
+    return rec[0] if len(rec) == 1 else (torch.cat([x for x, _ in rec]), torch.cat([g for _, g in rec]))
+
+def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor)->Tensor:
+    "Flat |dense gradient| `gᵀ x` of output rows [r0, r1), -1 at excluded positions, NaN as -0.5 (grown last)"
+    i = x.shape[1]
+    s = (g[:, r0:r1].t() @ x).abs_().view(-1)
+    s.index_fill_(0, _excluded_in(excl, r0 * i, r1 * i) - r0 * i, -1.)
     return torch.nan_to_num_(s, nan=-0.5)
 
 @torch.no_grad()
 def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:int)->Tensor:
     "Sorted flat positions of the `k` largest |dense gradient| outside sorted `excl`, computed over blocks of output rows with a running top-k"
-    if getattr(layer, '_x', None) is None or getattr(layer, '_grad_out', None) is None:
-        raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
-                           "record_for_update(model) before that step's forward, then backward, then the update")
-    best_v, best_i = layer._x.new_empty(0), excl.new_empty(0)
+    x, g = _recorded(layer)
+    best_v, best_i = x.new_empty(0), excl.new_empty(0)
     rb = max(1, block_size // layer.in_features)
     for r0 in range(0, layer.out_features, rb) if k else []:
         r1 = min(layer.out_features, r0 + rb)
-        s = _block_scores(layer, r0, r1, excl)
+        s = _block_scores(x, g, r0, r1, excl)
         if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True)
         else: sel = torch.nonzero(s > best_v.min()).squeeze(1)  # only what beats the current k-th best
         best_v, best_i = torch.cat([best_v, s.index_select(0, sel)]), torch.cat([best_i, sel + r0 * layer.in_features])
@@ -477,7 +483,7 @@ def update_truly_sparse_layer(
         grown = _grow_by_gradient(layer, n_grow, (kept_flat if allow_regrow else flat).long(), block_size).to(flat.dtype)
         new_flat, src = _merge(kept_flat, grown, kept, n)
     _rebuild(layer, new_flat, src, opt)
-    layer._x = layer._grad_out = None
+    layer._rec = []
     return (flat.masked_select(~keep).long(), grown.long()) if positions else None
 
 # %% ../nbs/09_truly_sparse.ipynb #94868254
@@ -493,13 +499,9 @@ def update_truly_sparse(
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
     layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
     if not layers: raise ValueError("`model_or_layers` has no TrulySparseLinear layer: call truly_sparse(model) first")
-    res = dict(dropped=[], grown=[], active=[])
-    for l in layers:
-        d = _n_drop(drop_fraction, l.n_active, l.numel - l.n_active) if l.values.requires_grad else 0  # the engine's count; a nearly dense layer regrows only what fits
-        update_truly_sparse_layer(l, d, d, grow, opt, generator, **kwargs)
-        res['dropped'].append(d); res['grown'].append(d); res['active'].append(l.n_active)
+    ds = _drop_grow_each(layers, drop_fraction, lambda l, d: update_truly_sparse_layer(l, d, d, grow, opt, generator, positions=False, **kwargs))  # the engine's loop and counts
     record_for_update(layers, False)
-    return res
+    return dict(dropped=ds, grown=list(ds), active=[l.n_active for l in layers])
 
 # %% ../nbs/09_truly_sparse.ipynb #fb05fe06
 def _topology_update(self:TrulySparseLinear, n_drop:int, n_grow:int, keep_score_f=weight_magnitude, grow_score_f=random_score,
@@ -512,9 +514,9 @@ def _needs_record(self:TrulySparseLinear, grow_score_f)->bool:
     return grow_mode(grow_score_f) == 'gradient'
 
 def _set_record(self:TrulySparseLinear, on:bool):
-    "Keep (`on`) the next forward's input and output gradient, or stop keeping them and free what was kept"
+    "Keep (`on`) the input and output gradient of the forwards from now on (all micro-batches of an update step), or stop keeping them and free what was kept"
+    if not on or not self.record: self._rec = []  # a new recording starts empty
     self.record = on
-    if not on: self._x = self._grad_out = None
 
 TrulySparseLinear.topology_update, TrulySparseLinear.needs_record, TrulySparseLinear.set_record = _topology_update, _needs_record, _set_record
 TrulySparseLinear.block_size = 2**22

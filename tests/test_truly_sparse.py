@@ -143,6 +143,29 @@ def test_nan_scores_dropped_first():
     assert torch.equal(l2.flat(), torch.tensor(sorted(set(flat.tolist()) - set(dr.tolist()) | set(gr.tolist()))))  # same draws, same result
     _csr_valid(l2)
 
+def test_rigl_accumulates_micro_batches():
+    "Recorded over several forwards and backwards (gradient accumulation), RigL grows where the accumulated dense gradient is largest"
+    torch.manual_seed(0)
+    w, m = torch.randn(30, 40), torch.rand(30, 40) < 0.1
+    l = TrulySparseLinear.from_dense(w * m, m)
+    dense = (w * m).clone().requires_grad_()
+    xs, gs = [torch.randn(8, 40) for _ in range(3)], [torch.randn(8, 30) for _ in range(3)]
+    record_for_update([l])
+    for x, g in zip(xs, gs):
+        l(x).backward(g)
+        (x @ dense.t()).backward(g)  # the masked-dense twin accumulates its dense gradient
+    score = dense.grad.abs().masked_fill(m, -1).view(-1)
+    want = score.topk(25).indices.sort().values
+    for bs in (40, 2**22):  # one row per block, and one block
+        l2 = copy.deepcopy(l)
+        l2._rec = [[x, g] for x, g in l._rec]
+        assert len(l2._rec) == 3
+        _, grown = update_truly_sparse_layer(l2, 0, 25, 'gradient', block_size=bs)
+        assert torch.equal(grown, want)
+        assert not l2._rec
+    record_for_update([l], False)
+    assert not l._rec and not l.record
+
 def test_rigl_block_memory_bounded():
     "A 2000×3000 layer's RigL update with a one-row block picks the same positions as with one block, and never forms the dense gradient"
     torch.manual_seed(0)
