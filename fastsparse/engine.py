@@ -184,7 +184,7 @@ def _pick(cand:Tensor, vals:Tensor, k:int, lo:Tensor, hi:Tensor|None)->Tensor|No
     above = vals > lo
     n_above = int(above.count_nonzero())
     if n_above <= k:  # the k-th largest is `lo` itself: take all above it, fill with its ties
-        return cand.index_select(0, torch.cat([torch.nonzero(above).squeeze(1), torch.nonzero(~above).squeeze(1)[:k - n_above]]))
+        return cand.index_select(0, torch.cat([torch.nonzero(above).squeeze(1), torch.nonzero_static(~above, size=k - n_above).squeeze(1)]))  # the first ties: no index list of all
     sure = torch.nonzero(vals > hi).squeeze(1) if hi is not None else cand.new_empty(0)
     if sure.numel() > k: return None  # more than k lie above `hi`
     band = torch.nonzero(above & (vals <= hi) if hi is not None else above).squeeze(1)
@@ -218,7 +218,7 @@ def _rank_keys(s:Tensor, largest:bool, absolute:bool, fresh:bool=False)->Tensor:
     nan, pos, neg = (-_big, float('inf'), _above_big) if largest else (float('inf'), _big, -_big)
     return s.nan_to_num_(nan, pos, neg) if fresh else s.nan_to_num(nan, pos, neg)
 
-def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False, cpu:bool|None=None)->Tensor:
+def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, absolute:bool=False, cpu:bool|None=None, fresh:bool=False)->Tensor:
     "Flat indices of exactly `k` largest (or smallest) `scores` (|`scores`| if `absolute`) among `allowed` positions, never by a full sort; NaN ranks worst"
     if k == 0: return torch.empty(0, dtype=torch.long, device=scores.device)
     if cpu is None: cpu = scores.device.type == 'cpu'  # which implementation (tests run the GPU one on CPU tensors too)
@@ -227,7 +227,7 @@ def _select(scores:Tensor, allowed:Tensor, n_allowed:int, k:int, largest:bool, a
         else: idx = torch.nonzero_static(allowed, size=n_allowed).squeeze(1)  # no host sync: the count is known
         sub = scores.index_select(0, idx).float()  # a fresh tensor: safe to change in place
         return idx.index_select(0, _topk_idx(_rank_keys(sub, largest, absolute, fresh=True), None, n_allowed, k, cpu))
-    return _topk_idx(_rank_keys(scores.float(), largest, absolute), allowed, n_allowed, k, cpu)
+    return _topk_idx(_rank_keys(scores.float(), largest, absolute, fresh), allowed, n_allowed, k, cpu)  # `fresh`: the caller's temporary, ranked in place (no copy)
 
 # %% ../nbs/01a_engine.ipynb #5fd8e06d
 def _param_states(opt, p:Tensor)->list[Tensor]:

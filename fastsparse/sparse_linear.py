@@ -380,9 +380,10 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
     for r0 in range(0, layer.out_features, rb) if k else []:
         r1 = min(layer.out_features, r0 + rb)
         s = _block_scores(x, g, r0, r1, excl)
-        if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True)
+        if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True, fresh=True)  # ranking leaves these scores as they are
         else: sel = torch.nonzero(s > best_v.min()).squeeze(1)  # only what beats the current k-th best
         best_v, best_i = torch.cat([best_v, s.index_select(0, sel)]), torch.cat([best_i, sel + r0 * layer.in_features])
+        del s  # one block alive at a time: the next block's scores are computed before `s` would be rebound
         if best_i.numel() > k:
             t = _select(best_v, None, best_v.numel(), k, largest=True)
             best_v, best_i = best_v.index_select(0, t), best_i.index_select(0, t)
