@@ -315,6 +315,7 @@ class MaskEnforcer:
 
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
+        if not self.params: return  # e.g. every masked layer became truly sparse
         ws, ms = self._weights_and_masks()
         if _holds_any(opt, ws): _mask_(ws, ms)
 

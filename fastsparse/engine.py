@@ -348,6 +348,7 @@ def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict
 
 def _prepare(self:DropGrowEngine, update_next:bool):
     "Before the forward of an update step, have truly sparse layers keep what RigL's block-wise dense gradient needs (and not otherwise)"
+    if not update_next and not any(l.record for l in self.layers): return  # nothing to switch off (every step of SET, most of RigL's)
     for l in self.layers: l.set_record(update_next and l.needs_record(self.grow_score_f))
 
 DropGrowEngine.prepare = _prepare
