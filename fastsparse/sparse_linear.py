@@ -346,7 +346,7 @@ def record_for_update(
     model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
     on:bool=True, # keep (True) or stop keeping and free (False) each layer's input and output gradient
 ):
-    "Make the next forward/backward keep what RigL's block-wise dense gradient needs; set it before the forward of an update step"
+    "Keep what RigL's block-wise dense gradient needs from every forward and backward until the update (which frees it) or `on=False`: set it before the forward of an update step"
     layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
     for l in layers: l.set_record(on)
 
