@@ -56,20 +56,22 @@ class _SparseLinearFunction(torch.autograd.Function):
     "`x Wᵀ` for a CSR `W` given by its values and index buffers; gradients for `x` (transposed CSR) and the values (sampled product)"
     @staticmethod
     def forward(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
-        ctx.save_for_backward(x, values, crow, col, tcrow, tcol, perm)
+        xt = x.t().contiguous()  # (in, batch) rows, as both products read them: a copy only for a row-major input (the first layer's), made once
+        ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)
         ctx.shape = shape
-        return torch.sparse.mm(torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False), x.t()).t()
+        return torch.mm(torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False), xt).t()  # feature-major: the next layer reads it without a copy
 
     @staticmethod
     def backward(ctx, g):
-        x, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
+        xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
         (o, i), gx, gv = ctx.shape, None, None
+        gt = g.t().contiguous()  # one copy at most (the last layer's gradient comes row-major from the loss), shared by both products
         if ctx.needs_input_grad[0]:
             wt = torch.sparse_csr_tensor(tcrow, tcol, values.index_select(0, perm), (i, o), check_invariants=False)
-            gx = torch.sparse.mm(wt, g.t()).t()
-        if ctx.needs_input_grad[1]:  # zero template: `beta=0` still multiplies (and so propagates NaN in) the input values
-            tmpl = torch.sparse_csr_tensor(crow, col, torch.zeros_like(values), (o, i), check_invariants=False)
-            gv = torch.sparse.sampled_addmm(tmpl, g.t(), x, beta=0.).values()
+            gx = torch.mm(wt, gt).t()
+        if ctx.needs_input_grad[1]:  # zero values: `beta=0` still multiplies (and so would propagate NaN in) them; written in place (no copy of the indices)
+            res = torch.sparse_csr_tensor(crow, col, torch.zeros_like(values), (o, i), check_invariants=False)
+            gv = torch.sparse.sampled_addmm(res, gt, xt.t(), beta=0., out=res).values()
         return gx, gv, None, None, None, None, None, None
 
 # %% ../nbs/09_truly_sparse.ipynb #6e0dfd82
