@@ -16,7 +16,7 @@ from . import engine as _engine, schedule as _schedule, wrapper as _wrapper, rep
 _adapter = {
     'fastsparse.callbacks': ['DynamicSparseTrainingCallback', 'DensityMonitor'],
     'fastsparse.diagnostics': ['SparsityRecorder'],
-    'fastsparse.data': ['fashion_mnist_path', 'fashion_mnist_classes', 'read_idx', 'fashion_mnist', 'ArrayDataset', 'tensor_dls',
+    'fastsparse.data': ['fashion_mnist_path', 'fashion_mnist_classes', 'read_idx', 'fashion_mnist', 'ArrayDataset', 'TensorDL', 'tensor_dls',
                         'digits_dls', 'fashion_mnist_dls', 'write_image_folder'],
 }
 _lazy = {n: m for m, ns in _adapter.items() for n in ns}
