@@ -305,7 +305,8 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     "Perform one topology update with `drop_fraction` of each layer's active weights; return per-layer counts"
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
     ws, ms = self.weights, self.masks
-    budgets, used = self.budgets(), _used(ws)  # frozen and unused layers keep their topology
+    budgets, used = self.budgets(), _used(ws + [l.values for l in self.layers])  # frozen and unused layers keep their topology (masked and truly sparse judged together)
+    used, used_ts = used[:len(ws)], used[len(ws):]
     drops = [_n_drop(drop_fraction, b) if u else 0 for u, b in zip(used, budgets)]
     caps = [w.numel() - b + (d if self.allow_regrow else 0) if u else 0 for w, b, d, u in zip(ws, budgets, drops, used)]
     if self.redistribute_f is None:
@@ -326,24 +327,24 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
         res['dropped'].append(d); res['grown'].append(g)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
-    _update_truly_sparse(self, drop_fraction, opt, res)
+    _update_truly_sparse(self, drop_fraction, opt, res, used_ts)
     return res
 
 DropGrowEngine.update = _engine_update
 
 # %% ../nbs/01a_engine.ipynb #dc29a02b
-def _drop_grow_each(layers:list, drop_fraction:float, update)->list[int]:
+def _drop_grow_each(layers:list, drop_fraction:float, update, used:list[bool]|None=None)->list[int]:
     "Drop and regrow `round(drop_fraction · n_active)` weights of each truly sparse layer with `update(layer, n)` (no redistribution; frozen and unused layers skip); the counts"
-    used = _used([l.values for l in layers])
+    if used is None: used = _used([l.values for l in layers])
     ds = [_n_drop(drop_fraction, l.n_active, l.numel - l.n_active) if u else 0 for l, u in zip(layers, used)]  # a nearly dense layer regrows only what fits
     for l, d in zip(layers, ds):
         if d: update(l, d)
     return ds
 
-def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict):
+def _update_truly_sparse(self:DropGrowEngine, drop_fraction:float, opt, res:dict, used:list[bool]):
     "Drop and regrow `round(drop_fraction · n_active)` weights in each truly sparse layer through its `topology_update`; append their counts to `res`"
     ds = _drop_grow_each(self.layers, drop_fraction,
-                         lambda l, d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow))
+                         lambda l, d: l.topology_update(d, d, self.keep_score_f, self.grow_score_f, opt, self.generator, self.allow_regrow), used)
     res['dropped'] += ds; res['grown'] += ds
 
 def _prepare(self:DropGrowEngine, update_next:bool):

@@ -140,11 +140,6 @@ def _first_drawn(new:Tensor, src:Tensor, ne:int, k:int):
     cut = torch.searchsorted(drawn.cumsum(0), torch.full((1,), k, device=new.device))  # draws [0, cut] hold the first `k`
     new &= src <= cut + ne
 
-def _drop_surplus(new:Tensor, n_drop:int, generator:torch.Generator|None):
-    "Clear `n_drop` of the set entries of bool `new`, chosen uniformly at random, in place"
-    idx = new.nonzero().squeeze(1)
-    new.index_fill_(0, idx[torch.randperm(idx.numel(), generator=generator, device=new.device)[:n_drop]], False)
-
 @torch.no_grad()
 def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generator|None=None, device=None)->Tensor:
     "`k` distinct sorted flat positions in [0, `numel`) (`excluded`'s dtype), uniformly at random among those not in distinct `excluded`; never allocates `numel` elements"
@@ -154,10 +149,9 @@ def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generat
     excl, got = excluded.to(gdev), torch.empty(0, dtype=excluded.dtype, device=gdev)
     while got.numel() < k:
         cand = torch.randint(numel, (_n_draws(k - got.numel(), numel, n_free),), generator=generator, device=gdev, dtype=excluded.dtype)
-        v, _, new = _new_sorted(torch.cat([got, cand]), excl)
+        v, src, new = _new_sorted(torch.cat([got, cand]), excl)  # what was kept so far counts as drawn first
+        if int(new.sum()) > k: _first_drawn(new, src, excl.numel(), k)  # fewer than `k` kept so far: all stay, the rest by draw order
         got = v[new]
-    if got.numel() > k:  # a uniform k-subset of a uniform set, still sorted
-        keep = torch.ones(got.numel(), dtype=torch.bool, device=gdev); _drop_surplus(keep, got.numel() - k, generator); got = got[keep]
     return got.to(device)
 
 # %% ../nbs/09_truly_sparse.ipynb #195f77fb

@@ -236,3 +236,18 @@ def test_fastai_callback_drives_truly_sparse_layers():
     for i in (0, 2, 4):  # RigL through the callback: the truly sparse model follows its masked-dense twin
         assert torch.equal(back[i].weight_mask, res['rigl-masked'][i].weight_mask)
         assert torch.allclose(back[i].weight, res['rigl-masked'][i].weight, atol=1e-5)
+
+def test_engine_skips_unused_truly_sparse_layer():
+    "A truly sparse layer the forward did not use keeps its topology, judged together with the masked layers that have gradients"
+    from fastsparse.engine import DropGrowEngine, weight_magnitude, random_score
+    torch.manual_seed(0)
+    m = nn.ModuleDict(dict(a=nn.Linear(20, 30), b=nn.Linear(20, 30)))
+    sparsify_model(m, 0.8)
+    truly_sparse(m, modules=[m.b])
+    eng = DropGrowEngine(m, weight_magnitude, random_score, seed=0)
+    m.a(torch.randn(4, 20)).sum().backward()  # only the masked layer is used
+    before = m.b.flat().clone()
+    res = eng.update(0.3)
+    assert res['dropped'][0] > 0 and res['dropped'][1] == 0 and torch.equal(m.b.flat(), before)
+    m.b(torch.randn(4, 20)).sum().backward()  # now both have gradients
+    assert eng.update(0.3)['dropped'][1] > 0
