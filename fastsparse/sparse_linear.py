@@ -38,18 +38,26 @@ def _rows(crow:Tensor, n:int, dtype:torch.dtype)->Tensor:
     starts.index_add_(0, crow[1:-1].long(), torch.ones(crow.numel() - 2, dtype=dtype, device=crow.device))
     return starts[:n].cumsum(0, dtype=dtype)
 
-def _indices_from_flat(flat:Tensor, shape:tuple[int, int])->dict[str, Tensor]:
-    "CSR indices of `W` and `Wᵀ` and the permutation from `W`'s entry order to `Wᵀ`'s, for sorted unique flat positions `flat`"
-    o, i = shape
-    dt = _index_dtype(max(flat.numel(), o, i))
-    crow = torch.searchsorted(flat, torch.arange(o + 1, device=flat.device, dtype=flat.dtype) * i)  # where each row starts (o·i fits: no overflow)
-    rows = _rows(crow, flat.numel(), dt)
-    cols = (flat - rows.to(flat.dtype) * i).to(dt)
-    perm = _sort(cols.to(torch.int16) if i <= 2**15 else cols)[1]  # row-major entries stably sorted by column are Wᵀ's order (column, then row); 2-byte keys sort faster
-    tcrow = torch.zeros(i + 1, dtype=torch.int64, device=flat.device)
-    tcrow[1:] = torch.bincount(cols, minlength=i).cumsum(0)
-    return dict(crow_indices=crow.to(dt), col_indices=cols, t_crow_indices=tcrow.to(dt),
-                t_col_indices=rows.index_select(0, perm), t_perm=perm.to(dt))
+def _into(out:dict|None, name:str, shape:tuple, dtype:torch.dtype)->Tensor|None:
+    "`out[name]` if it has `shape` and `dtype` (so a result can be written into it), else None"
+    t = (out or {}).get(name)
+    return t if t is not None and t.shape == shape and t.dtype == dtype else None
+
+def _indices_from_flat(flat:Tensor, shape:tuple[int, int], out:dict|None=None)->dict[str, Tensor]:
+    "CSR indices of `W` and `Wᵀ` and the permutation from `W`'s entry order to `Wᵀ`'s, for sorted unique flat positions `flat`; written into the tensors of `out` that fit"
+    (o, i), n, dev = shape, flat.numel(), flat.device
+    dt = _index_dtype(max(n, o, i))
+    i32 = dt == torch.int32
+    crow = torch.searchsorted(flat, torch.arange(o + 1, device=dev, dtype=flat.dtype) * i, out_int32=i32,  # where each row starts (o·i fits: no overflow)
+                              out=_into(out, 'crow_indices', (o + 1,), dt))
+    rows = _rows(crow, n, dt)
+    if flat.dtype == dt: cols = torch.sub(flat, rows, alpha=i, out=_into(out, 'col_indices', (n,), dt))
+    else: cols = torch.sub(flat, rows.to(flat.dtype), alpha=i).to(dt)  # int64 positions of a layer with more than 2³¹ weights
+    skeys, perm = _sort(cols.to(torch.int16) if i < 2**15 else cols)  # row-major entries stably sorted by column are Wᵀ's order (column, then row); 2-byte keys sort faster
+    tcrow = torch.searchsorted(skeys, torch.arange(i + 1, device=dev, dtype=skeys.dtype), out_int32=i32, out=_into(out, 't_crow_indices', (i + 1,), dt))
+    tcol, tperm = _into(out, 't_col_indices', (n,), dt), _into(out, 't_perm', (n,), dt)
+    return dict(crow_indices=crow, col_indices=cols, t_crow_indices=tcrow, t_col_indices=torch.index_select(rows, 0, perm, out=tcol),
+                t_perm=perm.to(dt) if tperm is None else tperm.copy_(perm))
 
 # %% ../nbs/09_truly_sparse.ipynb #2c9cb04c
 class _SparseLinearFunction(torch.autograd.Function):
@@ -124,21 +132,24 @@ class TrulySparseLinear(nn.Module):
 
 # %% ../nbs/09_truly_sparse.ipynb #13448709
 def _n_draws(k:int, numel:int, n_free:int)->int:
-    "Uniform draws in [0, `numel`) expected to give `k` free positions when `n_free` are free, plus a margin"
-    return min(int(k * numel / n_free * 1.1) + 64, 4 * numel)
+    "Uniform draws in [0, `numel`) expected to hit `k` distinct positions of the `n_free` free ones plus a margin of 6 standard deviations (a shortfall is topped up)"
+    want = k + 6 * math.sqrt(k) + 64  # the count of distinct free positions hit varies by less than √k
+    if want >= n_free: return 4 * numel
+    return min(math.ceil(-numel * math.log1p(-want / n_free)), 4 * numel)  # E[distinct free hit by d draws] = n_free · (1 - e^(-d / numel))
 
 def _new_sorted(cand:Tensor, excl:Tensor)->tuple[Tensor, Tensor, Tensor]:
     "(sorted `excl` ∪ `cand`, source index of each entry, whether it is a candidate new to both) by one stable radix sort; `excl` distinct"
     v, src = _sort(torch.cat([excl, cand]))
     new = src >= excl.numel()
-    new[1:] &= v[1:] != v[:-1]  # equal entries sit together, an excluded one first, then candidates in draw order: only the earliest drawn is new
+    new[1:].logical_and_(v[1:] != v[:-1])  # equal entries sit together, an excluded one first, then candidates in draw order: only the earliest drawn is new
     return v, src, new
 
 def _first_drawn(new:Tensor, src:Tensor, ne:int, k:int):
     "Keep only the `k` earliest drawn of the candidates marked in `new` (sorted entries from `_new_sorted`: entry `j` is draw `src[j] - ne`), in place"
     drawn = torch.zeros_like(new).index_copy_(0, src, new)[ne:]  # `new` in draw order (`src` is a permutation)
-    cut = torch.searchsorted(drawn.cumsum(0), torch.full((1,), k, device=new.device))  # draws [0, cut] hold the first `k`
-    new &= src <= cut + ne
+    dt = _index_dtype(drawn.numel())
+    cut = torch.searchsorted(drawn.cumsum(0, dtype=dt), torch.full((1,), k, dtype=dt, device=new.device)) + ne  # draws [0, cut - ne] hold the first `k`
+    new.logical_and_(src <= (int(cut) if new.device.type == 'cpu' else cut))  # a number compares faster on CPU; no host sync on a GPU
 
 @torch.no_grad()
 def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generator|None=None, device=None)->Tensor:
@@ -185,6 +196,15 @@ def _flat(self:TrulySparseLinear, dtype:torch.dtype=torch.int64)->Tensor:
     rows = _rows(self.crow_indices, self.n_active, dtype)
     return rows.mul_(self.in_features).add_(self.col_indices.to(dtype))
 
+def _index_key(self:TrulySparseLinear)->tuple:
+    "What identifies the current row and column indices: their storage and in-place version (torch counts every in-place write, `load_state_dict`'s included)"
+    return tuple((t.data_ptr(), t._version, t.device) for t in (self.crow_indices, self.col_indices))
+
+def _flat_now(self:TrulySparseLinear, dtype:torch.dtype)->Tensor:
+    "`flat(dtype)`, taken from the last topology update if the indices are still the ones it wrote (saves recomputing it: 4 passes over the active weights)"
+    c = self.__dict__.get('_flat')
+    return c[1] if c is not None and c[0] == (_index_key(self), dtype) else self.flat(dtype)
+
 @torch.no_grad()
 def _to_dense(self:TrulySparseLinear)->Tensor:
     "The dense weight (for tests, export and conversion back: allocates `out × in` elements)"
@@ -217,8 +237,8 @@ def _extra_repr(self:TrulySparseLinear)->str:
     return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, n_active={self.n_active}, sparsity={self.sparsity:.4f}"
 
 def _getstate(self:TrulySparseLinear)->dict:
-    "Pickle without the tensors kept for an update step"
-    return {k: v for k, v in self.__dict__.items() if k != '_rec'}
+    "Pickle without the tensors kept for an update step and the last update's flat positions"
+    return {k: v for k, v in self.__dict__.items() if k not in ('_rec', '_flat')}
 
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
@@ -386,35 +406,50 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
     return best_i.sort().values
 
 # %% ../nbs/09_truly_sparse.ipynb #323f4daf
-def _keep_highest(scores:Tensor, k:int)->Tensor:
-    "Bool mask of all but the `k` lowest `scores` (exactly `k` dropped, ties broken arbitrarily); on large CPU tensors a strided sample brackets the `k`-th"
+def _drop_keys(scores:Tensor, absolute:bool)->Tensor:
+    "float32 keys of keep `scores` whose lowest are dropped first, NaN lowest of all (the engine's rule); |`scores`| in one pass when `absolute`"
+    if absolute: return scores.reshape(-1).float().abs().nan_to_num_(nan=-1., posinf=float('inf'))  # every |score| >= 0 > NaN's key
+    return _rank_keys(scores.reshape(-1).float(), False, absolute).neg_()
+
+def _keep_highest(scores:Tensor, k:int, pad:int=0)->Tensor:
+    "Bool mask of all but the `k` lowest `scores` (exactly `k` dropped, ties broken arbitrarily), followed by `pad` False; on large CPU tensors a strided sample brackets the `k`-th"
     n, dev = scores.numel(), scores.device
-    keep = torch.ones(n, dtype=torch.bool, device=dev)
-    if k == 0: return keep
-    if dev.type == 'cpu' and n >= 32768:  # only the scores in a narrow band around the k-th go through topk, and no list of k indices is written
-        smp = scores[::n // 8192]  # two order statistics of the sample (kthvalue: no float sort) bracket the k-th lowest score
-        lo, hi = (smp.kthvalue(min(smp.numel(), max(1, int((k / n + d) * smp.numel())))).values.item() for d in (-.02, .02))
-        below = scores < lo
+    keep = torch.empty(n + pad, dtype=torch.bool, device=dev)
+    keep[n:] = False
+    if k == 0: keep[:n] = True; return keep
+    if dev.type == 'cpu' and n >= 8192:  # only the scores in a narrow band around the k-th go through topk, and no list of k indices is written
+        smp = scores[::n // 4096]  # two order statistics of the sample (kthvalue: no float sort) bracket the k-th lowest score
+        lo, hi = (smp.kthvalue(min(smp.numel(), max(1, int((k / n + d) * smp.numel())))).values.item() for d in (-.025, .025))
+        below = torch.lt(scores, lo, out=keep[:n])
+        band = (scores <= hi).logical_xor_(below).nonzero().squeeze(1)  # lo <= score <= hi
         c = int(below.sum())
-        band = ((scores >= lo) & (scores <= hi)).nonzero().squeeze(1)
         if c <= k <= c + band.numel():  # the k-th lowest is in the band (else the sample missed, or NaN: plain topk)
             pick = band.index_select(0, scores.index_select(0, band).topk(k - c, largest=False, sorted=False).indices)
-            return below.logical_not_().index_fill_(0, pick, False)
-    return keep.index_fill_(0, scores.topk(k, largest=False, sorted=False).indices, False)
+            below.logical_not_().index_fill_(0, pick, False)
+            return keep
+    keep[:n] = True
+    keep[:n].index_fill_(0, scores.topk(k, largest=False, sorted=False).indices, False)
+    return keep
 
 def _merge(kept_flat:Tensor, grown:Tensor, kept:Tensor, n:int)->tuple[Tensor, Tensor]:
     "Merge disjoint sorted `kept_flat` (the positions of old entries `kept`) and `grown`: (merged positions, source of each: its old index, `n` if grown)"
     flat, src = _sort(torch.cat([kept_flat, grown]))  # an integer (radix) sort
     return flat, torch.cat([kept, kept.new_full((1,), n)]).index_select(0, src.clamp_(max=kept.numel()))
 
+def _set_draws(n:int, n_drop:int, numel:int, k:int, allow_regrow:bool)->int:
+    "How many uniform draws SET growth makes for `k` new weights of a layer with `n` active of `numel`, `n_drop` of them dropped"
+    return _n_draws(k, numel, numel - n + (n_drop if allow_regrow else 0)) if k else 0
+
 @torch.no_grad()
 def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, generator:torch.Generator|None=None,
                  positions:bool=True)->tuple[Tensor, Tensor, Tensor|None]:
-    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones if `positions`)"
+    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones if `positions`); `keep` may run on with False for the draws (saves a copy)"
     n = flat.numel()
+    keep_ext, keep = keep, keep[:n]
     excl = flat.masked_select(keep) if allow_regrow else flat  # what may not grow
     ne, gdev = excl.numel(), generator.device if generator is not None else torch.device('cpu')
-    cand = torch.randint(numel, (_n_draws(k, numel, numel - ne) if k else 0,), generator=generator, device=gdev, dtype=flat.dtype).to(flat.device)
+    nd = _set_draws(n, n - ne, numel, k, allow_regrow)
+    cand = torch.randint(numel, (nd,), generator=generator, device=gdev, dtype=flat.dtype).to(flat.device)
     v, src, new = _new_sorted(cand, excl)  # one radix sort of what is active and the candidates
     n_new = int(new.sum())
     if n_new < k:  # too few new candidates (rare): sample the rest, then merge
@@ -423,8 +458,10 @@ def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, 
         return *_merge(flat.index_select(0, kept), grown, kept, n), grown
     if n_new > k: _first_drawn(new, src, ne, k)  # i.i.d. draws: the first `k` distinct free positions drawn are a uniform `k`-subset
     if allow_regrow: old = src < ne
-    else: old = torch.cat([keep, keep.new_zeros(cand.numel())]).index_select(0, src)  # kept entries stay, dropped ones and candidates are not old
-    sel = (old | new).nonzero().squeeze(1)
+    else:  # kept entries stay, dropped ones and candidates are not old
+        if keep_ext.numel() != n + nd: keep_ext = torch.cat([keep, keep.new_zeros(nd)])
+        old = keep_ext.index_select(0, src)
+    sel = old.logical_or_(new).nonzero().squeeze(1)
     src = src.index_select(0, sel).clamp_(max=ne)  # an index into `excl`, or `ne` for a grown entry
     if allow_regrow: src = torch.cat([keep.nonzero().squeeze(1), src.new_full((1,), n)]).index_select(0, src)
     return v.index_select(0, sel), src, v.masked_select(new) if positions else None
@@ -433,11 +470,6 @@ def _remap(t:Tensor, src:Tensor)->Tensor:
     "Per-weight tensor `t` after an update: entry `j` is `t[src[j]]`, or 0 where `src[j] == len(t)` (a grown weight); written into `t` if the count is unchanged"
     ext = torch.cat([t, t.new_zeros(1)])
     return torch.index_select(ext, 0, src, out=t) if t.shape == src.shape else ext.index_select(0, src)
-
-def _assign(dst:Tensor, new:Tensor)->Tensor:
-    "Write `new` into `dst` in place if the shapes agree (DDP, compile and optimizers keep references), else return `new`"
-    if dst.shape == new.shape and dst.dtype == new.dtype: dst.copy_(new); return dst
-    return new
 
 def _rebuild(layer:TrulySparseLinear, flat:Tensor, src:Tensor, opt):
     "Move values, gradient and every parameter-shaped optimizer state of `layer` to the sorted flat positions `flat` (entry `j` from old entry `src[j]`, 0 where `src[j]` is the old count)"
@@ -449,7 +481,8 @@ def _rebuild(layer:TrulySparseLinear, flat:Tensor, src:Tensor, opt):
     new = _remap(v.detach(), src)
     if new.shape != v.shape: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
     if g is not None: v.grad = g
-    for k, t in _indices_from_flat(flat, layer.shape).items(): layer._buffers[k] = _assign(layer._buffers[k], t)
+    layer._buffers.update(_indices_from_flat(flat, layer.shape, out=layer._buffers))  # in place where the sizes agree (DDP and compile keep references)
+    layer.__dict__['_flat'] = ((_index_key(layer), flat.dtype), flat)  # the next update starts from these positions
 
 # %% ../nbs/09_truly_sparse.ipynb #17841957
 @torch.no_grad()
@@ -471,11 +504,13 @@ def update_truly_sparse_layer(
     if not 0 <= n_drop <= n: raise ValueError(f"`n_drop` must be in [0, {n}] (the active weights), got {n_drop}")
     if not 0 <= n_grow <= cap: raise ValueError(f"`n_grow` must be in [0, {cap}] (the positions free to grow), got {n_grow}")
     if opt is not None: check_optimizer([layer], opt)
-    flat = layer.flat(_index_dtype(layer.numel))  # int32 when it fits: integer sorts are radix sorts, twice as fast on int32
+    flat = _flat_now(layer, _index_dtype(layer.numel))  # int32 when it fits: integer sorts are radix sorts, twice as fast on int32
     scores, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
-    keep = _keep_highest(_rank_keys(scores.reshape(-1).float(), False, keep_abs).neg_(), n_drop)  # NaN dropped first, as in masked layers
+    pad = _set_draws(n, n_drop, layer.numel, n_grow, allow_regrow) if mode == 'random' and not allow_regrow else 0  # room for the draws' flags
+    keep = _keep_highest(_drop_keys(scores, keep_abs), n_drop, pad)  # NaN dropped first, as in masked layers
     if mode == 'random': new_flat, src, grown = _grow_random(flat, keep, layer.numel, n_grow, allow_regrow, generator, positions)
-    else:
+    keep = keep[:n]
+    if mode != 'random':
         kept = keep.nonzero().squeeze(1); kept_flat = flat.index_select(0, kept)
         grown = _grow_by_gradient(layer, n_grow, (kept_flat if allow_regrow else flat).long(), block_size).to(flat.dtype)
         new_flat, src = _merge(kept_flat, grown, kept, n)

@@ -6,7 +6,9 @@ from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastsparse.core import sparsify_model
 from fastsparse.sparse_linear import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
-                                     update_truly_sparse, record_for_update, _indices_from_flat, _sort)
+                                     update_truly_sparse, record_for_update, _indices_from_flat, _sort,
+                                     _keep_highest, _drop_keys, _n_draws)
+from fastsparse.engine import _rank_keys
 
 OPTS = {
     'sgd': lambda p: torch.optim.SGD(p, 0.05, momentum=0.9, weight_decay=1e-4),
@@ -142,6 +144,87 @@ def test_nan_scores_dropped_first():
     assert not l2.values.isnan().any() and l2.n_active == l.n_active
     assert torch.equal(l2.flat(), torch.tensor(sorted(set(flat.tolist()) - set(dr.tolist()) | set(gr.tolist()))))  # same draws, same result
     _csr_valid(l2)
+
+@pytest.mark.parametrize('n,k', [(100, 30), (8192, 2458), (31360, 9408), (31360, 0), (160000, 48000), (160000, 159999), (50000, 1)])
+def test_keep_highest_exact(n, k):
+    "Exactly the `k` lowest keys are dropped, on the sampled-bracket path (n >= 8192) and the plain one, with ties, NaN, and the padding False"
+    g = torch.Generator().manual_seed(n + k)
+    for kind in ('uniform', 'ties', 'nan'):
+        s = torch.rand(n, generator=g)
+        if kind == 'ties': s = (s * 20).floor()  # 20 distinct values: the k-th sits in a run of ties
+        if kind == 'nan': s[torch.randperm(n, generator=g)[:n // 50]] = float('nan')
+        keys = _drop_keys(s, True)
+        keep = _keep_highest(keys, k, pad=7)
+        assert keep.shape == (n + 7,) and not keep[n:].any() and int((~keep[:n]).sum()) == k
+        dropped, kept = keys[~keep[:n]], keys[keep[:n]]
+        if k and kept.numel(): assert dropped.max() <= kept.min()  # nothing kept is lower than anything dropped
+        if kind == 'nan': assert (~keep[:n])[s.isnan()].all() or k < int(s.isnan().sum())  # NaN goes first
+
+def test_drop_keys_order_matches_engine():
+    "The one-pass |score| keys order scores as the engine's rank keys do: NaN lowest, then finite magnitudes, infinities highest"
+    s = torch.tensor([0.5, -2., float('nan'), float('inf'), -float('inf'), 0., -0.25, 3.])
+    a, b = _drop_keys(s, True), _rank_keys(s.clone(), False, True).neg_()
+    assert torch.equal(a.argsort(stable=True), b.argsort(stable=True))
+    assert torch.equal(_drop_keys(s, False), _rank_keys(s.clone(), False, False).neg_())
+
+def test_n_draws_margin():
+    "SET's draw count hits `k` distinct free positions with a margin of several standard deviations, and is bounded"
+    for k, numel, free in [(48000, 16_000_000, 15_840_000), (9408, 3_136_000, 3_104_640), (1, 100, 50), (990, 1000, 1000), (10, 10, 10)]:
+        d = _n_draws(k, numel, free)
+        assert d <= 4 * numel
+        want = k + 6 * k ** .5 + 64
+        if want < free: assert free * (1 - (1 - 1 / numel) ** d) >= want - 1  # expected distinct free positions drawn
+        else: assert d == 4 * numel
+
+def test_update_large_layer_band_path():
+    "A layer large enough for the sampled-bracket drop (and radix sorts) keeps exactly its largest |w| and moves values and momentum with them"
+    torch.manual_seed(0)
+    l = TrulySparseLinear(500, 400, sparsity=0.8)  # 40,000 active
+    op = torch.optim.SGD([l.values], 0.1, momentum=0.9)
+    l(torch.randn(8, 500)).pow(2).sum().backward(); op.step()
+    for it in range(3):
+        flat, v, mom = l.flat(), l.values.detach().clone(), op.state[l.values]['momentum_buffer'].clone()
+        d = 12000
+        thr = v.abs().kthvalue(d).values
+        dr, gr = update_truly_sparse_layer(l, d, d, 'random', op, torch.Generator().manual_seed(it))
+        _csr_valid(l)
+        assert l.n_active == 40000 and dr.numel() == d and gr.numel() == d and not set(gr.tolist()) & set(flat.tolist())
+        kept = ~torch.isin(flat, dr)
+        assert v.abs()[kept].min() >= thr and v.abs()[~kept].max() <= thr
+        pos = torch.searchsorted(l.flat(), flat[kept])
+        assert torch.equal(l.values.detach()[pos], v[kept]) and torch.equal(op.state[l.values]['momentum_buffer'][pos], mom[kept])
+        g = torch.searchsorted(l.flat(), gr)
+        assert (l.values.detach()[g] == 0).all() and (op.state[l.values]['momentum_buffer'][g] == 0).all()
+
+def test_indices_written_in_place_and_large_positions():
+    "Index buffers are overwritten in place when the count is unchanged; int64 positions of a layer over 2**31 weights give int32 indices"
+    torch.manual_seed(0)
+    l = TrulySparseLinear(300, 200, sparsity=0.9)
+    ptrs = {k: getattr(l, k).data_ptr() for k in l._index_names}
+    update_truly_sparse_layer(l, 500, 500, 'random', None, torch.Generator().manual_seed(0))
+    assert all(getattr(l, k).data_ptr() == ptrs[k] for k in l._index_names)
+    _csr_valid(l)
+    flat = torch.tensor([5, 99_999, 100_000, 4_999_999_999, 9_999_999_999])  # a 100,000 × 100,000 layer
+    ix = _indices_from_flat(flat, (100_000, 100_000))
+    assert ix['col_indices'].dtype == torch.int32 and ix['col_indices'].tolist() == [5, 99_999, 0, 99_999, 99_999]
+    assert ix['crow_indices'][[0, 1, 2, 50_000, 100_000]].tolist() == [0, 2, 3, 4, 5]
+    assert ix['t_col_indices'].tolist() == [1, 0, 0, 49_999, 99_999] and ix['t_perm'].tolist() == [2, 0, 1, 3, 4]
+
+def test_last_update_positions_reused_only_while_valid():
+    "The positions an update leaves are reused by the next one only while the index buffers are unchanged (load_state_dict, in-place writes and moves invalidate them)"
+    from fastsparse.sparse_linear import _flat_now
+    torch.manual_seed(0)
+    a, b = TrulySparseLinear(60, 50, sparsity=0.9), TrulySparseLinear(60, 50, sparsity=0.9)
+    update_truly_sparse_layer(a, 30, 30, 'random', None, torch.Generator().manual_seed(0))
+    assert '_flat' in a.__dict__ and torch.equal(_flat_now(a, torch.int32), a.flat(torch.int32))
+    assert _flat_now(a, torch.int32) is a.__dict__['_flat'][1]
+    a.load_state_dict(b.state_dict())  # same count, other positions: written in place
+    assert torch.equal(_flat_now(a, torch.int32), b.flat(torch.int32))
+    update_truly_sparse_layer(a, 30, 30, 'random', None, torch.Generator().manual_seed(1))
+    with torch.no_grad(): a.col_indices[:] = b.col_indices; a.crow_indices[:] = b.crow_indices
+    assert torch.equal(_flat_now(a, torch.int32), b.flat(torch.int32))
+    c = copy.deepcopy(a)
+    assert '_flat' not in c.__dict__ and torch.equal(_flat_now(c, torch.int32), a.flat(torch.int32))
 
 def test_rigl_accumulates_micro_batches():
     "Recorded over several forwards and backwards (gradient accumulation), RigL grows where the accumulated dense gradient is largest"
