@@ -41,7 +41,7 @@ def accuracy(m, x, y, dev, bs=1000):
 if __name__ == '__main__':
     p = parser(__doc__)
     p.add_argument('--width', type=int, default=100_000, help="100,000: 10^10 weights, about 2 s per step at batch 128 on 2 CPU threads (one SET epoch about 15 min)"); p.add_argument('--sparsity', type=float, default=0.999)
-    p.add_argument('--in-sparsity', type=float, default=0.995, help="sparsity of the 784-w input layer (at 99.9 % a hidden unit has < 1 input)")
+    p.add_argument('--in-sparsity', type=float, default=0.995, help="sparsity of the 784-w input layer (at 99.9 %% a hidden unit has < 1 input)")
     p.add_argument('--out-sparsity', type=float, default=0.9, help="sparsity of the small w-10 output layer")
     p.add_argument('--bs', type=int, default=128); p.add_argument('--lr', type=float, default=0.05)
     p.add_argument('--rigl-steps', type=int, default=300); p.add_argument('--every', type=int, default=100, help="steps between topology updates")
