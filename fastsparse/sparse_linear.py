@@ -196,14 +196,16 @@ def _flat(self:TrulySparseLinear, dtype:torch.dtype=torch.int64)->Tensor:
     rows = _rows(self.crow_indices, self.n_active, dtype)
     return rows.mul_(self.in_features).add_(self.col_indices.to(dtype))
 
-def _index_key(self:TrulySparseLinear)->tuple:
-    "What identifies the current row and column indices: their storage and in-place version (torch counts every in-place write, `load_state_dict`'s included)"
-    return tuple((t.data_ptr(), t._version, t.device) for t in (self.crow_indices, self.col_indices))
+def _index_state(self:TrulySparseLinear)->list:
+    "What identifies the current row and column index tensors: the objects (weakly held), their storage and in-place version (torch counts every in-place write, `load_state_dict`'s included)"
+    return [(weakref.ref(t), t.data_ptr(), t._version) for t in (self.crow_indices, self.col_indices)]
 
 def _flat_now(self:TrulySparseLinear, dtype:torch.dtype)->Tensor:
-    "`flat(dtype)`, taken from the last topology update if the indices are still the ones it wrote (saves recomputing it: 4 passes over the active weights)"
+    "`flat(dtype)`, taken from the last topology update if the index tensors are still the ones it wrote, unchanged (saves recomputing it: 4 passes over the active weights)"
     c = self.__dict__.get('_flat')
-    return c[1] if c is not None and c[0] == (_index_key(self), dtype) else self.flat(dtype)
+    if c is not None and c[1] == dtype and all(r() is t and p == t.data_ptr() and v == t._version
+                                               for (r, p, v), t in zip(c[0], (self.crow_indices, self.col_indices))): return c[2]
+    return self.flat(dtype)
 
 @torch.no_grad()
 def _to_dense(self:TrulySparseLinear)->Tensor:
@@ -482,7 +484,7 @@ def _rebuild(layer:TrulySparseLinear, flat:Tensor, src:Tensor, opt):
     if new.shape != v.shape: v.grad, v.data = None, new  # the same Parameter object: the optimizer still holds it
     if g is not None: v.grad = g
     layer._buffers.update(_indices_from_flat(flat, layer.shape, out=layer._buffers))  # in place where the sizes agree (DDP and compile keep references)
-    layer.__dict__['_flat'] = ((_index_key(layer), flat.dtype), flat)  # the next update starts from these positions
+    layer.__dict__['_flat'] = (_index_state(layer), flat.dtype, flat)  # the next update starts from these positions
 
 # %% ../nbs/09_truly_sparse.ipynb #17841957
 @torch.no_grad()

@@ -217,12 +217,18 @@ def test_last_update_positions_reused_only_while_valid():
     a, b = TrulySparseLinear(60, 50, sparsity=0.9), TrulySparseLinear(60, 50, sparsity=0.9)
     update_truly_sparse_layer(a, 30, 30, 'random', None, torch.Generator().manual_seed(0))
     assert '_flat' in a.__dict__ and torch.equal(_flat_now(a, torch.int32), a.flat(torch.int32))
-    assert _flat_now(a, torch.int32) is a.__dict__['_flat'][1]
+    assert _flat_now(a, torch.int32) is a.__dict__['_flat'][2]
     a.load_state_dict(b.state_dict())  # same count, other positions: written in place
     assert torch.equal(_flat_now(a, torch.int32), b.flat(torch.int32))
     update_truly_sparse_layer(a, 30, 30, 'random', None, torch.Generator().manual_seed(1))
     with torch.no_grad(): a.col_indices[:] = b.col_indices; a.crow_indices[:] = b.crow_indices
     assert torch.equal(_flat_now(a, torch.int32), b.flat(torch.int32))
+    for swap in ('data', 'object'):  # storage swapped under the same tensors, or other tensors registered
+        update_truly_sparse_layer(a, 30, 30, 'random', None, torch.Generator().manual_seed(2))
+        for k in ('crow_indices', 'col_indices'):
+            if swap == 'data': getattr(a, k).data = getattr(b, k).clone()
+            else: a._buffers[k] = getattr(b, k).clone()
+        assert torch.equal(_flat_now(a, torch.int32), b.flat(torch.int32))
     c = copy.deepcopy(a)
     assert '_flat' not in c.__dict__ and torch.equal(_flat_now(c, torch.int32), a.flat(torch.int32))
 
