@@ -408,50 +408,35 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
     return best_i.sort().values
 
 # %% ../nbs/09_truly_sparse.ipynb #323f4daf
-def _drop_keys(scores:Tensor, absolute:bool)->Tensor:
-    "float32 keys of keep `scores` whose lowest are dropped first, NaN lowest of all (the engine's rule); |`scores`| in one pass when `absolute`"
-    if absolute: return scores.reshape(-1).float().abs().nan_to_num_(nan=-1., posinf=float('inf'))  # every |score| >= 0 > NaN's key
-    return _rank_keys(scores.reshape(-1).float(), False, absolute).neg_()
-
-def _keep_highest(scores:Tensor, k:int, pad:int=0)->Tensor:
-    "Bool mask of all but the `k` lowest `scores` (exactly `k` dropped, ties broken arbitrarily), followed by `pad` False; on large CPU tensors a strided sample brackets the `k`-th"
+def _keep_highest(scores:Tensor, k:int)->Tensor:
+    "Bool mask of all but the `k` lowest `scores` (exactly `k` dropped, ties broken arbitrarily); on large CPU tensors a strided sample brackets the `k`-th"
     n, dev = scores.numel(), scores.device
-    keep = torch.empty(n + pad, dtype=torch.bool, device=dev)
-    keep[n:] = False
-    if k == 0: keep[:n] = True; return keep
+    keep = torch.empty(n, dtype=torch.bool, device=dev)
+    if k == 0: return keep.fill_(True)
     if dev.type == 'cpu' and n >= 8192:  # only the scores in a narrow band around the k-th go through topk, and no list of k indices is written
         smp = scores[::n // 4096]  # two order statistics of the sample (kthvalue: no float sort) bracket the k-th lowest score
         lo, hi = (smp.kthvalue(min(smp.numel(), max(1, int((k / n + d) * smp.numel())))).values.item() for d in (-.025, .025))
-        below = torch.lt(scores, lo, out=keep[:n])
+        below = torch.lt(scores, lo, out=keep)
         band = (scores <= hi).logical_xor_(below).nonzero().squeeze(1)  # lo <= score <= hi
         c = int(below.sum())
         if c <= k <= c + band.numel():  # the k-th lowest is in the band (else the sample missed, or NaN: plain topk)
             pick = band.index_select(0, scores.index_select(0, band).topk(k - c, largest=False, sorted=False).indices)
-            below.logical_not_().index_fill_(0, pick, False)
-            return keep
-    keep[:n] = True
-    keep[:n].index_fill_(0, scores.topk(k, largest=False, sorted=False).indices, False)
-    return keep
+            return below.logical_not_().index_fill_(0, pick, False)
+    return keep.fill_(True).index_fill_(0, scores.topk(k, largest=False, sorted=False).indices, False)
 
 def _merge(kept_flat:Tensor, grown:Tensor, kept:Tensor, n:int)->tuple[Tensor, Tensor]:
     "Merge disjoint sorted `kept_flat` (the positions of old entries `kept`) and `grown`: (merged positions, source of each: its old index, `n` if grown)"
     flat, src = _sort(torch.cat([kept_flat, grown]))  # an integer (radix) sort
     return flat, torch.cat([kept, kept.new_full((1,), n)]).index_select(0, src.clamp_(max=kept.numel()))
 
-def _set_draws(n:int, n_drop:int, numel:int, k:int, allow_regrow:bool)->int:
-    "How many uniform draws SET growth makes for `k` new weights of a layer with `n` active of `numel`, `n_drop` of them dropped"
-    return _n_draws(k, numel, numel - n + (n_drop if allow_regrow else 0)) if k else 0
-
 @torch.no_grad()
 def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, generator:torch.Generator|None=None,
                  positions:bool=True)->tuple[Tensor, Tensor, Tensor|None]:
-    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones if `positions`); `keep` may run on with False for the draws (saves a copy)"
+    "SET growth merged with the kept weights: (new sorted flat positions, source of each: old index or `len(flat)` if grown, the `k` grown ones if `positions`)"
     n = flat.numel()
-    keep_ext, keep = keep, keep[:n]
     excl = flat.masked_select(keep) if allow_regrow else flat  # what may not grow
     ne, gdev = excl.numel(), generator.device if generator is not None else torch.device('cpu')
-    nd = _set_draws(n, n - ne, numel, k, allow_regrow)
-    cand = torch.randint(numel, (nd,), generator=generator, device=gdev, dtype=flat.dtype).to(flat.device)
+    cand = torch.randint(numel, (_n_draws(k, numel, numel - ne) if k else 0,), generator=generator, device=gdev, dtype=flat.dtype).to(flat.device)
     v, src, new = _new_sorted(cand, excl)  # one radix sort of what is active and the candidates
     n_new = int(new.sum())
     if n_new < k:  # too few new candidates (rare): sample the rest, then merge
@@ -460,9 +445,7 @@ def _grow_random(flat:Tensor, keep:Tensor, numel:int, k:int, allow_regrow:bool, 
         return *_merge(flat.index_select(0, kept), grown, kept, n), grown
     if n_new > k: _first_drawn(new, src, ne, k)  # i.i.d. draws: the first `k` distinct free positions drawn are a uniform `k`-subset
     if allow_regrow: old = src < ne
-    else:  # kept entries stay, dropped ones and candidates are not old
-        if keep_ext.numel() != n + nd: keep_ext = torch.cat([keep, keep.new_zeros(nd)])
-        old = keep_ext.index_select(0, src)
+    else: old = torch.cat([keep, keep.new_zeros(cand.numel())]).index_select(0, src)  # kept entries stay, dropped ones and candidates are not old
     sel = old.logical_or_(new).nonzero().squeeze(1)
     src = src.index_select(0, sel).clamp_(max=ne)  # an index into `excl`, or `ne` for a grown entry
     if allow_regrow: src = torch.cat([keep.nonzero().squeeze(1), src.new_full((1,), n)]).index_select(0, src)
@@ -508,11 +491,9 @@ def update_truly_sparse_layer(
     if opt is not None: check_optimizer([layer], opt)
     flat = _flat_now(layer, _index_dtype(layer.numel))  # int32 when it fits: integer sorts are radix sorts, twice as fast on int32
     scores, keep_abs = _scores(keep_score_f, layer.values, opt, generator, 'keep_score_f')
-    pad = _set_draws(n, n_drop, layer.numel, n_grow, allow_regrow) if mode == 'random' and not allow_regrow else 0  # room for the draws' flags
-    keep = _keep_highest(_drop_keys(scores, keep_abs), n_drop, pad)  # NaN dropped first, as in masked layers
+    keep = _keep_highest(_rank_keys(scores.reshape(-1).float(), True, keep_abs), n_drop)  # the engine's keys: NaN lowest, so dropped first as in masked layers
     if mode == 'random': new_flat, src, grown = _grow_random(flat, keep, layer.numel, n_grow, allow_regrow, generator, positions)
-    keep = keep[:n]
-    if mode != 'random':
+    else:
         kept = keep.nonzero().squeeze(1); kept_flat = flat.index_select(0, kept)
         grown = _grow_by_gradient(layer, n_grow, (kept_flat if allow_regrow else flat).long(), block_size).to(flat.dtype)
         new_flat, src = _merge(kept_flat, grown, kept, n)

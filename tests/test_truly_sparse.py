@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from fastsparse.core import sparsify_model
 from fastsparse.sparse_linear import (TrulySparseLinear, truly_sparse, masked_dense, truly_sparse_layers, update_truly_sparse_layer,
                                      update_truly_sparse, record_for_update, _indices_from_flat, _sort,
-                                     _keep_highest, _drop_keys, _n_draws)
+                                     _keep_highest, _n_draws)
 from fastsparse.engine import _rank_keys
 
 OPTS = {
@@ -147,25 +147,25 @@ def test_nan_scores_dropped_first():
 
 @pytest.mark.parametrize('n,k', [(100, 30), (8192, 2458), (31360, 9408), (31360, 0), (160000, 48000), (160000, 159999), (50000, 1)])
 def test_keep_highest_exact(n, k):
-    "Exactly the `k` lowest keys are dropped, on the sampled-bracket path (n >= 8192) and the plain one, with ties, NaN, and the padding False"
+    "Exactly the `k` lowest keys are dropped, on the sampled-bracket path (n >= 8192) and the plain one, with ties and NaN"
     g = torch.Generator().manual_seed(n + k)
     for kind in ('uniform', 'ties', 'nan'):
         s = torch.rand(n, generator=g)
         if kind == 'ties': s = (s * 20).floor()  # 20 distinct values: the k-th sits in a run of ties
         if kind == 'nan': s[torch.randperm(n, generator=g)[:n // 50]] = float('nan')
-        keys = _drop_keys(s, True)
-        keep = _keep_highest(keys, k, pad=7)
-        assert keep.shape == (n + 7,) and not keep[n:].any() and int((~keep[:n]).sum()) == k
-        dropped, kept = keys[~keep[:n]], keys[keep[:n]]
+        keys = _rank_keys(s, True, True)
+        keep = _keep_highest(keys, k)
+        assert keep.shape == (n,) and int((~keep).sum()) == k
+        dropped, kept = keys[~keep], keys[keep]
         if k and kept.numel(): assert dropped.max() <= kept.min()  # nothing kept is lower than anything dropped
-        if kind == 'nan': assert (~keep[:n])[s.isnan()].all() or k < int(s.isnan().sum())  # NaN goes first
+        if kind == 'nan': assert (~keep)[s.isnan()].all() or k < int(s.isnan().sum())  # NaN goes first
 
-def test_drop_keys_order_matches_engine():
-    "The one-pass |score| keys order scores as the engine's rank keys do: NaN lowest, then finite magnitudes, infinities highest"
-    s = torch.tensor([0.5, -2., float('nan'), float('inf'), -float('inf'), 0., -0.25, 3.])
-    a, b = _drop_keys(s, True), _rank_keys(s.clone(), False, True).neg_()
-    assert torch.equal(a.argsort(stable=True), b.argsort(stable=True))
-    assert torch.equal(_drop_keys(s, False), _rank_keys(s.clone(), False, False).neg_())
+def test_keep_keys_order_as_engine_drops():
+    "The truly sparse drop ranks keep scores by the engine's largest-first keys, which order them as the engine's drop does: NaN first, then -inf, then ascending"
+    s = torch.tensor([0.5, -2., float('nan'), float('inf'), -float('inf'), 0., -0.25, 3., -3e38])
+    for absolute in (True, False):
+        a, b = _rank_keys(s.clone(), True, absolute), _rank_keys(s.clone(), False, absolute).neg_()
+        assert torch.equal(a.argsort(stable=True), b.argsort(stable=True))
 
 def test_n_draws_margin():
     "SET's draw count hits `k` distinct free positions with a margin of several standard deviations, and is bounded"
