@@ -379,7 +379,8 @@ def _recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor]:
     rec = [(x, g) for x, g in layer.__dict__.get('_rec', ()) if g is not None]
     if not rec:
         raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
-                           "record_for_update(model) before that step's forward, then backward, then the update")
+                           "record_for_update(model) before that step's forward, then backward, then the update (the wrapper and the callback do this "
+                           "for you; a resumed run must load their state_dict before its first step)")
     return rec[0] if len(rec) == 1 else (torch.cat([x for x, _ in rec]), torch.cat([g for _, g in rec]))
 
 def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor)->Tensor:
