@@ -456,12 +456,15 @@ def _global_recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor, bool]:
 
 TrulySparseLinear.rigl_sync = 'auto'  # how data-parallel RigL forms the global dense gradient: 'auto' (fewer numbers moved), 'all_reduce', 'all_gather'
 
-def _fingerprint(layer:TrulySparseLinear)->Tensor:
-    "Three int64 numbers that differ, but for a vanishing chance, when the layer's positions or the bits of its values differ"
-    flat = _flat_now(layer, _index_dtype(layer.numel)).long()
-    v = layer.values.detach().reshape(-1)
-    bits = v.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[v.element_size()]).long()
-    return torch.stack([flat.sum(), (flat * (flat % 65521 + 1)).sum(), (bits * (torch.arange(bits.numel(), device=v.device) % 65521 + 1)).sum()])
+def _fingerprint(layer:TrulySparseLinear, chunk:int=2**20)->Tensor:
+    "Three int64 numbers that differ, but for a vanishing chance, when the layer's positions or the bits of its values differ (int64 temporaries of `chunk` entries at most)"
+    flat, v = _flat_now(layer, _index_dtype(layer.numel)), layer.values.detach().reshape(-1)
+    bits = v.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[v.element_size()])
+    fp = torch.zeros(3, dtype=torch.int64, device=v.device)
+    for a in range(0, flat.numel(), chunk):  # sums wrap around in int64: still the same on every rank for the same layer
+        f, b = flat[a:a + chunk].long(), bits[a:a + chunk].long()
+        fp += torch.stack([f.sum(), (f * (f % 65521 + 1)).sum(), (b * (torch.arange(a, a + b.numel(), device=v.device) % 65521 + 1)).sum()])
+    return fp
 
 def _check_replicas(layer:TrulySparseLinear):
     "In a multi-process run, raise on every rank if the ranks hold different positions or values of `layer` (one small all-reduce)"

@@ -129,7 +129,7 @@ def test_truly_sparse_ddp_rank_seeds_refused(ddp_runs):
     "SET with a different seed on each rank would grow different positions: both ranks raise at the first update instead of diverging"
     for r in ddp_runs('wrapper-SET-rank-seeds'): assert not r['ok'] and 'diverged' in r['error'] and 'seed' in r['error'], r
 
-@pytest.mark.parametrize('name', ['resume-RigL', 'resume-SET', 'resume-RigL-masked'])
+@pytest.mark.parametrize('name', ['resume-RigL', 'resume-SET', 'resume-RigL-masked', 'resume-SNFS-masked'])
 def test_ddp_resume(ddp_runs, name):
     "A DDP run saved on rank 0 after 6 steps (step 6 updates) and loaded on every rank ends bit-identical to the uninterrupted run"
     for r in _ok(ddp_runs(name)):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from fastsparse import (sparsify_model, truly_sparse, truly_sparse_layers, DynamicSparseTrainingOptimizerWrapper, erdos_renyi_sparsity,
-                        SET_presets, RigL_presets, opt_state, weights_and_masks)
+                        SET_presets, SNFS_presets, RigL_presets, opt_state)
 
 EVERY, STEPS, TOTAL = 2, 10, 20  # wrapper runs: updates at steps 2, 4, 6, 8
 ROWS = (16, 16)  # rows of the global batch on each rank
@@ -62,7 +62,7 @@ def wrapper_run(method:str, rank:int=0, world:int=1, kind:str='truly_sparse', ro
     net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=broadcast_buffers) if world > 1 else model
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     so = DynamicSparseTrainingOptimizerWrapper(net, opt, batches_per_update=EVERY, total_steps=TOTAL, seed=seed,
-                                               **dict(SET=SET_presets, RigL=RigL_presets)[method])
+                                               **dict(SET=SET_presets, SNFS=SNFS_presets, RigL=RigL_presets)[method])
     if resume is not None:
         sd = torch.load(io.BytesIO(resume), weights_only=True)
         model.load_state_dict(sd['model']); opt.load_state_dict(sd['opt']); so.load_state_dict(sd['so'])
@@ -157,6 +157,7 @@ SCENARIOS = {
     'resume-RigL': lambda r, w, o: _wrapper_resume('RigL', r, w),
     'resume-SET': lambda r, w, o: _wrapper_resume('SET', r, w),
     'resume-RigL-masked': lambda r, w, o: _wrapper_resume('RigL', r, w, kind='masked'),
+    'resume-SNFS-masked': lambda r, w, o: _wrapper_resume('SNFS', r, w, kind='masked'),
     'fastai-SET': lambda r, w, o: _fastai('SET', r, w),
     'fastai-RigL': lambda r, w, o: _fastai('RigL', r, w),
     'fastai-resume-RigL': lambda r, w, o: _fastai_resume(r, w, o),
