@@ -124,7 +124,7 @@ class _Checkpoints(Callback):
         self.saved[self.epoch] = (self.dst.state_dict() if self.dst else None, self.dls.train.rng.getstate())
 
 def _learner(path, method, kind, seed):
-    "digits, batches of 96: 14 optimizer steps per epoch, so resuming at epochs 1, 2 and 3 starts 2 steps before, 1 after and on an update (every 3)"
+    "digits, batches of 96: 14 optimizer steps per epoch; with an update every 3 steps, resuming at epochs 1, 2, 3 starts on the step before an update (14), the one after an update (28) and an update step (42)"
     torch.manual_seed(seed)
     learn = Learner(digits_dls(bs=96, seed=0), nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 10)),
                     loss_func=CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9), path=path)
@@ -142,7 +142,7 @@ def test_fastai_resume_matrix(tmp_path, method, kind):
     ck = _Checkpoints(dst)
     with full.no_bar(), full.no_logging(): full.fit_one_cycle(n, 0.05, cbs=ck)
     assert len(full.dls.train) == 14 and (dst is None or dst.n_updates == 16)  # steps 3, 6, ..., 48 (< 90 % of 56)
-    for e in (0, 1, 2):  # resumed at steps 14, 28, 42: 2 before, 1 after and on an update step
+    for e in (0, 1, 2):  # resumed at steps 14, 28, 42: the step before an update, the one after, an update step
         res, dst_res = _learner(tmp_path, method, kind, 99)
         res.create_opt()
         res.load(f'ck{e}', with_opt=True)
