@@ -96,6 +96,7 @@ def _setup_schedule(self:DynamicSparseTrainingCallback):
     "Start the schedule: total optimizer steps of this fit, one epoch's steps, and where a resumed fit (`start_epoch`) starts"
     total = _opt_steps(self.learn, self.learn.n_epoch)
     self.schedule.start(total, steps_per_epoch=max(1, total // self.learn.n_epoch), step=_opt_steps(self.learn, self.learn.epoch))
+    self.schedule.prepare(self.engine)  # a fit that starts (or resumes) on an update step: truly sparse RigL records its first forward
 
 @patch
 def drop_fraction(self:DynamicSparseTrainingCallback, t:int)->float:

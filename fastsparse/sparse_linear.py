@@ -14,7 +14,7 @@ from .engine import _select, _scores, _rank_keys, _n_drop, _drop_grow_each, opt_
 
 # %% auto #0
 __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
-           'record_for_update', 'update_truly_sparse_layer', 'update_truly_sparse']
+           'record_for_update', 'rigl_sync_numbers', 'update_truly_sparse_layer', 'update_truly_sparse']
 
 # %% ../nbs/09_truly_sparse.ipynb #824cf3eb
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')
@@ -379,25 +379,28 @@ def _recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor]:
     rec = [(x, g) for x, g in layer.__dict__.get('_rec', ()) if g is not None]
     if not rec:
         raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
-                           "record_for_update(model) before that step's forward, then backward, then the update")
+                           "record_for_update(model) before that step's forward, then backward, then the update (the wrapper and the callback do this "
+                           "for you; a resumed run must load their state_dict before its first step)")
     return rec[0] if len(rec) == 1 else (torch.cat([x for x, _ in rec]), torch.cat([g for _, g in rec]))
 
-def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor)->Tensor:
-    "Flat |dense gradient| `gᵀ x` of output rows [r0, r1), -1 at excluded positions, NaN as -0.5 (grown last)"
+def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor, reduce:bool=False)->Tensor:
+    "Flat |dense gradient| `gᵀ x` of output rows [r0, r1) (summed over the ranks if `reduce`), -1 at excluded positions, NaN as -0.5 (grown last)"
     i = x.shape[1]
-    s = (g[:, r0:r1].t() @ x).abs_().view(-1)
+    s = g[:, r0:r1].t() @ x
+    if reduce: dist.all_reduce(s)  # data-parallel ranks: the block of the whole global batch's dense gradient (see `_global_recorded`)
+    s = s.abs_().view(-1)
     s.index_fill_(0, _excluded_in(excl, r0 * i, r1 * i) - r0 * i, -1.)
     return torch.nan_to_num_(s, nan=-0.5)
 
 @torch.no_grad()
 def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:int)->Tensor:
     "Sorted flat positions of the `k` largest |dense gradient| outside sorted `excl`, computed over blocks of output rows with a running top-k"
-    x, g = _recorded(layer)
+    x, g, reduce = _global_recorded(layer)
     best_v, best_i = x.new_empty(0), excl.new_empty(0)
     rb = max(1, block_size // layer.in_features)
     for r0 in range(0, layer.out_features, rb) if k else []:
         r1 = min(layer.out_features, r0 + rb)
-        s = _block_scores(x, g, r0, r1, excl)
+        s = _block_scores(x, g, r0, r1, excl, reduce)
         if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True, fresh=True)  # ranking leaves these scores as they are
         else: sel = torch.nonzero(s > best_v.min()).squeeze(1)  # only what beats the current k-th best
         best_v, best_i = torch.cat([best_v, s.index_select(0, sel)]), torch.cat([best_i, sel + r0 * layer.in_features])
@@ -406,6 +409,73 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
             t = _select(best_v, None, best_v.numel(), k, largest=True)
             best_v, best_i = best_v.index_select(0, t), best_i.index_select(0, t)
     return best_i.sort().values
+
+# %% ../nbs/09_truly_sparse.ipynb #a5f19845
+import torch.distributed as dist
+from .engine import _dist_on
+
+def _dp_world()->int:
+    "Ranks of the initialised default process group (1 without one): fastsparse treats them as data-parallel replicas"
+    return dist.get_world_size() if _dist_on() else 1
+
+def rigl_sync_numbers(
+    in_features:int, # the layer's input size
+    out_features:int, # the layer's output size
+    rows:int, # rows (batch items, over all micro-batches) recorded on the rank with the most
+    world:int, # data-parallel ranks
+)->dict:
+    "Numbers in the result of each way to form RigL's global dense gradient of a truly sparse layer (all-reduce of `gᵀ x`, all-gather of `x` and `g`), and the smaller"
+    red, gat = out_features * in_features, world * rows * (in_features + out_features)
+    return dict(all_reduce=red, all_gather=gat, use='all_gather' if gat <= red else 'all_reduce')
+
+def _gather_rows(t:Tensor, ns:list[int])->Tensor:
+    "Rank-ordered concatenation of every rank's `t` (`ns[r]` rows on rank `r`), through one all-gather of rows padded to the longest (a contiguous copy)"
+    pad = t.new_zeros(max(ns), *t.shape[1:]); pad[:t.shape[0]] = t
+    parts = [torch.empty_like(pad) for _ in ns]
+    dist.all_gather(parts, pad)
+    return torch.cat([p[:n] for p, n in zip(parts, ns)])
+
+def _global_recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor, bool]:
+    "(inputs, output gradients, reduce) giving the global batch's dense gradient: local rows to all-reduce block by block, or every rank's rows gathered"
+    world = _dp_world()
+    if world == 1: return *_recorded(layer), False
+    rec = [x for x, g in layer.__dict__.get('_rec', ()) if g is not None]
+    n = torch.tensor([sum(x.shape[0] for x in rec)], device=layer.values.device)
+    ns = [torch.empty_like(n) for _ in range(world)]
+    dist.all_gather(ns, n)  # every rank decides the same way, and no rank waits alone in a collective
+    ns = torch.cat(ns).tolist()
+    if 0 in ns: raise RuntimeError(f"RigL growth of {layer!r} in a {world}-process run: rank(s) {[r for r, k in enumerate(ns) if not k]} recorded no "
+                                   "input and output gradient of the update step: every rank must call record_for_update(model) before the step's forward, "
+                                   "then run its forward and backward (the wrapper and the callback do this for you)")
+    x, g = _recorded(layer)
+    how = layer.rigl_sync
+    if how not in ('auto', 'all_reduce', 'all_gather'): raise ValueError(f"`rigl_sync` of {layer!r} must be 'auto', 'all_reduce' or 'all_gather', got {how!r}")
+    if how == 'auto': how = rigl_sync_numbers(layer.in_features, layer.out_features, max(ns), world)['use']
+    if how == 'all_reduce': return x, g, True
+    return _gather_rows(x, ns), _gather_rows(g, ns), False
+
+TrulySparseLinear.rigl_sync = 'auto'  # how data-parallel RigL forms the global dense gradient: 'auto' (fewer numbers moved), 'all_reduce', 'all_gather'
+
+def _fingerprint(layer:TrulySparseLinear, chunk:int=2**20)->Tensor:
+    "Three int64 numbers that differ, but for a vanishing chance, when the layer's positions or the bits of its values differ (int64 temporaries of `chunk` entries at most)"
+    flat, v = _flat_now(layer, _index_dtype(layer.numel)), layer.values.detach().reshape(-1)
+    bits = v.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[v.element_size()])
+    fp = torch.zeros(3, dtype=torch.int64, device=v.device)
+    for a in range(0, flat.numel(), chunk):  # sums wrap around in int64: still the same on every rank for the same layer
+        f, b = flat[a:a + chunk].long(), bits[a:a + chunk].long()
+        fp += torch.stack([f.sum(), (f * (f % 65521 + 1)).sum(), (b * (torch.arange(a, a + b.numel(), device=v.device) % 65521 + 1)).sum()])
+    return fp
+
+def _check_replicas(layer:TrulySparseLinear):
+    "In a multi-process run, raise on every rank if the ranks hold different positions or values of `layer` (one small all-reduce)"
+    if _dp_world() == 1: return
+    fp = _fingerprint(layer)
+    both = torch.cat([fp, -fp]); dist.all_reduce(both, op=dist.ReduceOp.MAX)  # max and -min of each number
+    if torch.equal(both[:3], -both[3:]): return
+    what = ' and '.join(w for w, d in (('positions', not torch.equal(both[:2], -both[3:5])), ('values', both[2] != -both[5])) if d)
+    raise RuntimeError(f"after a topology update the ranks hold different {what} of {layer!r}: the data-parallel replicas diverged. "
+                       "Give every rank the same `seed` (or None: drawn on rank 0 and shared), keep the model in DistributedDataParallel "
+                       "(fastsparse treats every rank of an initialised process group as a replica), and sparsify before wrapping it")
 
 # %% ../nbs/09_truly_sparse.ipynb #323f4daf
 def _keep_highest(scores:Tensor, k:int)->Tensor:
@@ -499,6 +569,7 @@ def update_truly_sparse_layer(
         new_flat, src = _merge(kept_flat, grown, kept, n)
     _rebuild(layer, new_flat, src, opt)
     layer._rec = []
+    _check_replicas(layer)  # data-parallel ranks: identical positions and values, or a clear error
     return (flat.masked_select(~keep).long(), grown.long()) if positions else None
 
 # %% ../nbs/09_truly_sparse.ipynb #94868254

@@ -80,6 +80,7 @@ def _wrapper_load_state_dict(self:DynamicSparseTrainingOptimizerWrapper, sd:dict
             if k not in bufs: raise KeyError(f"`state_dict` has mask {k!r} that the model lacks: was it sparsified the same way?")
             bufs[k].copy_(v)
     apply_masks(self.model)
+    self.schedule.prepare(self.engine)  # resumed before an update step: truly sparse RigL records that step's forward
 
 DynamicSparseTrainingOptimizerWrapper.state_dict = _wrapper_state_dict
 DynamicSparseTrainingOptimizerWrapper.load_state_dict = _wrapper_load_state_dict
