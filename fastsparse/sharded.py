@@ -152,10 +152,18 @@ def _nonzero_count(t:Tensor)->int:
     return _nonzero_counts([t])[0]
 
 # %% ../nbs/16_sharded.ipynb #a41417f6
+_HI = 1 if sys.byteorder == 'little' else 0  # which int16 of an int32 holds its high bits
+
 def _ordered(keys:Tensor)->Tensor:
-    "int32 codes of float32 `keys` whose order, read as unsigned 32-bit integers, is the order of the keys (-0.0 and +0.0 alike)"
-    i = (keys + 0.).view(torch.int32)  # + 0. turns -0.0 into +0.0, which `topk` treats as equal
-    return torch.where(i >= 0, i ^ -2**31, ~i)
+    "int32 codes of float32 `keys` in the keys' order, as signed integers (-0.0 and +0.0 alike)"
+    i = (keys + 0.).view(torch.int32)  # a fresh tensor; + 0. turns -0.0 into +0.0, which `topk` treats as equal
+    flip = torch.where(i < 0, torch.tensor(0x7fffffff, dtype=torch.int32, device=i.device), torch.tensor(0, dtype=torch.int32, device=i.device))
+    return i.bitwise_xor_(flip)  # negative floats: all but the sign bit flipped
+
+def _half(c:Tensor, high:bool)->Tensor:
+    "The high or low 16 bits of codes `c` as int32 in 0..65535, ordered as the codes (read as unsigned 32-bit integers, the sign bit flipped)"
+    h = c.view(torch.int16).view(-1, 2)[:, _HI if high else 1 - _HI].to(torch.int32)
+    return h.add_(32768) if high else h.bitwise_and_(0xffff)
 
 def _cut(hist:Tensor, need:Tensor)->tuple[Tensor, Tensor]:
     "Per row of `hist` (counts of the byte values 0..255): the value holding the `need`-th largest entry, and how many entries lie above it"
@@ -165,8 +173,6 @@ def _cut(hist:Tensor, need:Tensor)->tuple[Tensor, Tensor]:
     above = torch.cat([ge[:, 1:], torch.zeros_like(ge[:, :1])], 1).gather(1, t[:, None]).squeeze(1)
     return t, above
 
-def _digits(c:Tensor, shift:int)->Tensor: return (c >> shift) & 255
-
 # %% ../nbs/16_sharded.ipynb #caecdf77
 def topk_sharded(
     keys:list[Tensor], # per layer, this rank's candidate keys (1-d float32, larger is better, no NaN)
@@ -174,31 +180,45 @@ def topk_sharded(
     group, # the process group whose ranks hold the layers' other parts
 )->list[Tensor]:
     "Positions into each rank's `keys[i]` of the `ks[i]` largest keys over the ranks of `group`; ties at the cut go to lower ranks first, then to lower positions"
-    sel, need = [[] for _ in keys], list(ks)
-    codes, pos = [_ordered(k) for k in keys], [None] * len(keys)  # pos: positions of the codes still in play (None: all of them)
+    codes = [_ordered(k) for k in keys]
+    band, need, prefix, n_bits = list(codes), list(ks), [0] * len(keys), [0] * len(keys)  # band: the codes that share the cut's bits so far
     todo = [i for i, k in enumerate(ks) if k > 0]
-    for shift in (24, 16, 8, 0):
+    for high in (True, False):  # 16 bits at a time: one local histogram of 65,536 bins, summed over ranks 256 bins at a time
         if not todo: break
-        hist = _all_reduce(torch.stack([torch.bincount(_digits(codes[i], shift), minlength=256) for i in todo]), group).cpu()
-        cut, above = _cut(hist, torch.tensor([need[i] for i in todo]))
-        left = []
-        for j, i in enumerate(todo):
-            t, d = int(cut[j]), _digits(codes[i], shift)
-            hi, eq = torch.nonzero(d > t).squeeze(1), torch.nonzero(d == t).squeeze(1)
-            sel[i].append(hi if pos[i] is None else pos[i][hi])
-            need[i] -= int(above[j])
-            pos[i], codes[i] = (eq if pos[i] is None else pos[i][eq]), codes[i][eq]
-            if int(hist[j, t]) == need[i]: sel[i].append(pos[i]); need[i] = 0  # every entry left is needed
-            else: left.append(i)
-        todo = left
-    if todo: _take_ties(todo, sel, need, pos, group)
-    return [torch.cat(s) if s else torch.empty(0, dtype=torch.long, device=k.device) for s, k in zip(sel, keys)]
+        halves = {i: _half(band[i], high) for i in todo}
+        hists = {i: torch.bincount(halves[i], minlength=65536).view(256, 256) for i in todo}
+        left = _round([hists[i].sum(1) for i in todo], todo, need, prefix, n_bits, group)
+        left = _round([hists[i][t] for i, t in left], [i for i, t in left], need, prefix, n_bits, group) if left else []
+        todo = [i for i, t in left]
+        for i in todo: band[i] = band[i][halves[i] == prefix[i] & 0xffff]
+    takes = _tie_takes(todo, band, need, group) if todo else {}
+    return [_chosen(c, k, prefix[i], n_bits[i], takes.get(i)) for i, (c, k) in enumerate(zip(codes, ks))]
 
-def _take_ties(todo:list[int], sel:list, need:list[int], pos:list, group):
-    "Every key left equals the cut: the first `need` of them, counted over the ranks in order (one all-gather of the counts)"
-    counts = _all_gather(torch.tensor([pos[i].numel() for i in todo], device=pos[todo[0]].device), group).cpu()
+def _round(hists:list[Tensor], todo:list[int], need:list[int], prefix:list[int], n_bits:list[int], group)->list[tuple[int, int]]:
+    "One round of 8 bits: sum the layers' 256-bin histograms over ranks (one all-reduce), find each cut's byte; (layer, byte) of those whose cut is not settled yet"
+    hist = _all_reduce(torch.stack(hists), group).cpu()
+    cut, above = _cut(hist, torch.tensor([need[i] for i in todo]))
+    left = []
+    for j, i in enumerate(todo):
+        t = int(cut[j])
+        need[i] -= int(above[j]); prefix[i] = prefix[i] << 8 | t; n_bits[i] += 8
+        if int(hist[j, t]) != need[i]: left.append((i, t))  # otherwise every code with these bits is taken: settled
+    return left
+
+def _tie_takes(todo:list[int], band:list[Tensor], need:list[int], group)->dict[int, int]:
+    "Where the cut falls among equal keys: how many of them this rank takes, the first `need` counted over the ranks in order (one all-gather)"
+    counts = _all_gather(torch.tensor([band[i].numel() for i in todo], device=band[todo[0]].device), group).cpu()
     before = counts[:dist.get_rank(group)].sum(0)
-    for j, i in enumerate(todo): sel[i].append(pos[i][:min(max(need[i] - int(before[j]), 0), pos[i].numel())])
+    return {i: min(max(need[i] - int(before[j]), 0), band[i].numel()) for j, i in enumerate(todo)}
+
+def _chosen(c:Tensor, k:int, prefix:int, n_bits:int, take:int|None)->Tensor:
+    "Positions of the codes `c` above the cut (whose first `n_bits` bits are `prefix`), and the first `take` equal to it if the cut falls among equal codes"
+    if k == 0: return torch.empty(0, dtype=torch.long, device=c.device)
+    lo = (prefix << (32 - n_bits)) - 2**31  # the smallest code with those bits, as a signed int32
+    pos = torch.nonzero(c >= lo).squeeze(1)
+    if take is None: return pos
+    eq = c.index_select(0, pos) == lo  # all 32 bits known: `lo` is the cut's code itself
+    return torch.cat([pos[~eq], pos[eq][:take]])
 
 # %% ../nbs/16_sharded.ipynb #fb69033e
 def _shard_mask_(
