@@ -370,40 +370,49 @@ def _update_sharded(self:DropGrowEngine, ws, ms, budgets, drops, grows, opt):
     todo, size = [], 0
     for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
         if d == 0 and g == 0: continue
-        keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
+        keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')  # in layer order: SET's random numbers as one process draws them
         grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
-        keep, grow = _local_part(keep, w).reshape(-1), _local_part(grow, w).reshape(-1)
+        keep, grow = _rows_of(keep, w), _rows_of(grow, w)
         if _shard_group(w) is None:  # plain or replicated: this rank holds the whole layer
             _update_layer(_local(w), _local(m), keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs, owner=w); continue
-        act = _local(m).reshape(-1)
-        kk = _rank_keys(keep[act].float(), False, keep_abs, fresh=True)  # the keys one process ranks, for this rank's candidates
-        gk = _rank_keys(grow.float(), True, grow_abs) if self.allow_regrow else _rank_keys(grow[~act].float(), True, grow_abs, fresh=True)
-        todo.append((w, _local(m), kk, gk, d, g))
+        todo.append((w, _local(m), keep, keep_abs, grow, grow_abs, d, g))
         size += w.numel()  # the same on every rank: they flush together
         if size >= _bucket_numel: _drop_grow_sharded(todo, self.allow_regrow, opt); todo, size = [], 0
     if todo: _drop_grow_sharded(todo, self.allow_regrow, opt)
 
+def _rows_of(s:Tensor, w:Tensor)->Tensor:
+    "This rank's part of score `s` of weight `w`, flat; copied out of a whole tensor (e.g. SET's random numbers) so the rest is freed at once"
+    p = _local_part(s, w)
+    return (p if is_sharded(s) or p.numel() == s.numel() else p.clone()).reshape(-1)
+
+def _cand_keys(scores:Tensor, mask:Tensor, allowed_if:bool, largest:bool, absolute:bool)->tuple[Tensor, Tensor|None]:
+    "Keys one process ranks (`_rank_keys`) for the positions where `mask` is `allowed_if`: (keys, their positions) when few, else (keys of all, the others -inf, None)"
+    n = int(mask.count_nonzero())
+    if (n if allowed_if else mask.numel() - n) * 4 <= scores.numel():
+        idx = torch.nonzero(mask if allowed_if else ~mask).squeeze(1)
+        return _rank_keys(scores.index_select(0, idx).float(), largest, absolute, fresh=True), idx
+    return _rank_keys(scores.float(), largest, absolute).masked_fill_(~mask if allowed_if else mask, float('-inf')), None  # below every key: never chosen
+
 def _drop_grow_sharded(todo:list, allow_regrow:bool, opt):
-    "Select and apply the drops and grows of sharded layers `todo` (weight, local mask, keep keys, grow keys, n_drop, n_grow): one `topk_sharded` for all"
+    "Select and apply the drops and grows of sharded layers `todo` (weight, local mask, keep scores, abs, grow scores, abs, n_drop, n_grow): one `topk_sharded` for all"
     by_group = {}
     for e in todo: by_group.setdefault(_shard_group(e[0]), []).append(e)
     for group, es in by_group.items():
-        acts = [m.reshape(-1) for w, m, *_ in es]
+        acts = [e[1].reshape(-1) for e in es]
+        kks = [_cand_keys(e[2], a, True, False, e[3]) for e, a in zip(es, acts)]
         if allow_regrow:  # grow candidates include this update's drops
-            drops = topk_sharded([e[2] for e in es], [e[4] for e in es], group)
-            cands = [_with(~a, torch.nonzero(a).squeeze(1).index_select(0, d)) for a, d in zip(acts, drops)]
-            grows = topk_sharded([e[3][c] for e, c in zip(es, cands)], [e[5] for e in es], group)
+            drops = [_at(ix, s) for (k, ix), s in zip(kks, topk_sharded([k for k, ix in kks], [e[6] for e in es], group, fresh=True))]
+            gks = [_cand_keys(e[4], a.clone().index_fill_(0, d, False), False, True, e[5]) for e, a, d in zip(es, acts, drops)]
+            grows = [_at(ix, s) for (k, ix), s in zip(gks, topk_sharded([k for k, ix in gks], [e[7] for e in es], group, fresh=True))]
         else:
-            sel = topk_sharded([e[2] for e in es] + [e[3] for e in es], [e[4] for e in es] + [e[5] for e in es], group)
-            drops, grows, cands = sel[:len(es)], sel[len(es):], [~a for a in acts]
-        for (w, m, *_), a, d, c, g in zip(es, acts, drops, cands, grows):
-            d, g = torch.nonzero(a).squeeze(1).index_select(0, d), torch.nonzero(c).squeeze(1).index_select(0, g)  # flat indices in this rank's rows
-            _change(_local(w), m, d, g, opt, owner=w)
+            gks = [_cand_keys(e[4], a, False, True, e[5]) for e, a in zip(es, acts)]
+            sel = topk_sharded([k for k, ix in kks + gks], [e[6] for e in es] + [e[7] for e in es], group, fresh=True)
+            drops, grows = [_at(ix, s) for (k, ix), s in zip(kks, sel)], [_at(ix, s) for (k, ix), s in zip(gks, sel[len(es):])]
+        for e, d, g in zip(es, drops, grows): _change(_local(e[0]), e[1], d, g, opt, owner=e[0])
 
-def _with(t:Tensor, idx:Tensor)->Tensor:
-    "Bool `t` with `idx` set, in place"
-    t[idx] = True
-    return t
+def _at(idx:Tensor|None, sel:Tensor)->Tensor:
+    "Flat positions of the selected candidates `sel` (positions into `idx`, or already flat if `idx` is None)"
+    return sel if idx is None else idx.index_select(0, sel)
 
 # %% ../nbs/01a_engine.ipynb #dc29a02b
 def _drop_grow_each(layers:list, drop_fraction:float, update, used:list[bool]|None=None)->list[int]:

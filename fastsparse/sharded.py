@@ -154,9 +154,9 @@ def _nonzero_count(t:Tensor)->int:
 # %% ../nbs/16_sharded.ipynb #a41417f6
 _HI = 1 if sys.byteorder == 'little' else 0  # which int16 of an int32 holds its high bits
 
-def _ordered(keys:Tensor)->Tensor:
-    "int32 codes of float32 `keys` in the keys' order, as signed integers (-0.0 and +0.0 alike)"
-    i = (keys + 0.).view(torch.int32)  # a fresh tensor; + 0. turns -0.0 into +0.0, which `topk` treats as equal
+def _ordered(keys:Tensor, fresh:bool=False)->Tensor:
+    "int32 codes of float32 `keys` in the keys' order, as signed integers (-0.0 and +0.0 alike); in `keys`' memory if `fresh`"
+    i = (keys.add_(0.) if fresh else keys + 0.).view(torch.int32)  # + 0. turns -0.0 into +0.0, which `topk` treats as equal
     flip = torch.where(i < 0, torch.tensor(0x7fffffff, dtype=torch.int32, device=i.device), torch.tensor(0, dtype=torch.int32, device=i.device))
     return i.bitwise_xor_(flip)  # negative floats: all but the sign bit flipped
 
@@ -178,9 +178,10 @@ def topk_sharded(
     keys:list[Tensor], # per layer, this rank's candidate keys (1-d float32, larger is better, no NaN)
     ks:list[int], # per layer, how many to select over all ranks (at most the number of candidates)
     group, # the process group whose ranks hold the layers' other parts
+    fresh:bool=False, # the keys are temporaries the caller does not need again: reuse their memory
 )->list[Tensor]:
     "Positions into each rank's `keys[i]` of the `ks[i]` largest keys over the ranks of `group`; ties at the cut go to lower ranks first, then to lower positions"
-    codes = [_ordered(k) for k in keys]
+    codes = [_ordered(k, fresh) for k in keys]
     band, need, prefix, n_bits = list(codes), list(ks), [0] * len(keys), [0] * len(keys)  # band: the codes that share the cut's bits so far
     todo = [i for i, k in enumerate(ks) if k > 0]
     for high in (True, False):  # 16 bits at a time: one local histogram of 65,536 bins, summed over ranks 256 bins at a time

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 STEPS, EVERY, BS = 12, 3, 16  # updates at steps 3 and 6 (< 75 % of 12)
-METHODS = ['static', 'SET', 'SNFS', 'RigL']
+METHODS = ['static', 'SET', 'SNFS', 'RigL', 'RigL-regrow']
 
 def make():
     "Rows 33, 17 and 5: uneven shards on two ranks. tanh, not ReLU: no dead units, so no exact ties among gradient scores (see the docs)"
@@ -40,8 +40,9 @@ def sparsify(model, seed=1, **kw):
 def wrapper(model, opt, method, **kw):
     from fastsparse import DynamicSparseTrainingOptimizerWrapper, SET_presets, SNFS_presets, RigL_presets
     if method == 'static': return None
-    preset = dict(SET=SET_presets, SNFS=SNFS_presets, RigL=RigL_presets)[method]
-    return DynamicSparseTrainingOptimizerWrapper(model, opt, batches_per_update=EVERY, total_steps=STEPS, seed=0, **{**preset, **kw})
+    name, *opts = method.split('-')  # 'RigL-regrow': RigL with allow_regrow=True
+    preset = dict(SET=SET_presets, SNFS=SNFS_presets, RigL=RigL_presets)[name]
+    return DynamicSparseTrainingOptimizerWrapper(model, opt, batches_per_update=EVERY, total_steps=STEPS, seed=0, allow_regrow='regrow' in opts, **{**preset, **kw})
 
 def checked(engine, rec):
     "Wrap `engine.update`: after each update record the whole masks and budgets, and check grown weights and their momentum are 0 on this rank's rows"
@@ -272,6 +273,10 @@ def test_same_as_one_process(runs, method):
         assert r0[method]['rec']['budgets'] == one[method]['rec']['budgets']  # exact budgets, each update
         for a, b in zip(r0[method]['rec']['masks'], one[method]['rec']['masks']): same(dict(masks=a, weights=[]), dict(masks=b, weights=[]))
         if method != 'SNFS': assert all(b == r0[method]['rec']['budgets'][0] for b in r0[method]['rec']['budgets'])
+        if method == 'SNFS':  # layer budgets moved, the total kept
+            from fastsparse import weights_and_masks
+            m = make(); sparsify(m); b0 = [int(x.sum()) for x in weights_and_masks(m)[1]]
+            assert all(sum(b) == sum(b0) for b in r0[method]['rec']['budgets']) and r0[method]['rec']['budgets'][0] != b0
     if method in ('SET', 'RigL'): same(r0[f'{method}-before'], one[method])
 
 def test_checkpoints(runs):
