@@ -307,7 +307,8 @@ def _sparse_state(sparse)->dict:
 def _load_sparse_state(sparse, sd:dict):
     "Restore what `_sparse_state` gave"
     sparse.schedule.load_state_dict(dict(step=int(sd['step']), n_updates=int(sd['n_updates']), history=json.loads(sd['history'])))
-    sparse.engine.generator.set_state(sd['generator'].cpu())
+    if sparse.engine is not None: sparse.engine.generator.set_state(sd['generator'].cpu())
+    else: sparse._pending_generator = sd['generator'].cpu()  # a callback applies it when it builds its engine
 
 def distributed_state_dict(
     model:nn.Module, # a sparse model, sharded with FSDP2 or not
