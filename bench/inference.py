@@ -21,7 +21,13 @@ def layers(o, i, s, mask_kind, dev, batches, compile, gen):
     chosen = inference_linear(lin.weight, mask, lin.bias, batch_sizes=batches, compile=compile, choose='time')
     return lin, forced, chosen, time.perf_counter() - t
 
-def cell(lin, forced, chosen, n, dev, rounds, target):
+def cpu_timeit(f, dev, n=1):
+    "CPU seconds of this process per call of `f` over `n` calls: one thread's work, whatever else the machine runs (CPU, one thread only)"
+    t = time.process_time()
+    for _ in range(n): f()
+    return (time.process_time() - t) / n
+
+def cell(lin, forced, chosen, n, dev, rounds, target, timeit=timeit):
     "Per-round ratios dense time / format time at `n` rows, formats in alternating order"
     x = torch.randn(n, lin.in_features, device=dev)
     runs = {'dense': lambda: lin(x)}
@@ -47,13 +53,15 @@ if __name__ == '__main__':
     p.add_argument('--compile', action=__import__('argparse').BooleanOptionalAction, default=None, help="include compiled ELL (default: yes, no with --quick)")
     p.add_argument('--masks', default='random,constant_fan_in', help="comma-separated: random, constant_fan_in")
     p.add_argument('--json', default=None, help="also write every cell's per-round ratios to this file")
+    p.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall: elapsed time; cpu: this process's CPU time, for a busy machine (needs --threads 1 on a CPU)")
     args = p.parse_args(); dev = setup(args)
+    if args.clock == 'cpu' and (dev.type != 'cpu' or torch.get_num_threads() != 1): p.error("--clock cpu measures one thread's CPU time: use it with --threads 1 on a CPU")
     compile = (not args.quick) if args.compile is None else args.compile
     shapes = [(96, 64), (64, 96)] if args.quick else [(3072, 768), (768, 3072)]
     sparsities, batches = ((0.9,), (1, 4)) if args.quick else ((0.9, 0.95, 0.99), (1, 8, 64))
     rounds, target = (3, 1e-4) if args.quick else (args.rounds, args.target)
     load0 = os.getloadavg()
-    print(f"{machine(dev)}; load average {load0[0]:.1f} at start; ratio = dense time / format time (>1: faster than dense), "
+    print(f"{machine(dev)}; {args.clock} clock; load average {load0[0]:.1f} at start; ratio = dense time / format time (>1: faster than dense), "
           f"median of the per-round ratios over {rounds} alternating rounds (in brackets: fastest dense round / fastest round of the format, "
           "which a busy machine disturbs less; quartiles in the JSON)", flush=True)
     gen, res, t_compile = torch.Generator().manual_seed(0), [], None
@@ -70,14 +78,14 @@ if __name__ == '__main__':
                 print(f"{o}x{i} (out x in), {s:.0%} sparse, {mask_kind} mask (ELL padding {pad:.2f}x); export_sparse's timed choice took {t_plan:.2f} s: "
                       f"{chosen.plan}", flush=True)
                 for n in batches:
-                    r, best, td = cell(lin, forced, chosen, n, dev, rounds, target)
+                    r, best, td = cell(lin, forced, chosen, n, dev, rounds, target, cpu_timeit if args.clock == 'cpu' else timeit)
                     row = dict(shape=f"{o}x{i}", sparsity=s, mask=mask_kind, rows=n, dense_us=td * 1e6, choice=chosen.format_for(n),
                                ratios={f: median(v) for f, v in r.items() if f != 'dense'}, quartiles={f: q(v) for f, v in r.items() if f != 'dense'},
                                best={f: v for f, v in best.items() if f != 'dense'})
                     res.append(row)
                     print(f"  {n:3d} rows: dense {td * 1e6:8.1f} us; " + ', '.join(f"{f} {v:.2f}x ({row['best'][f]:.2f}x)" for f, v in row['ratios'].items())
                           + f"; export chose {row['choice']}", flush=True)
-    if args.json: Path(args.json).write_text(json.dumps(dict(machine=machine(dev), load=[load0, os.getloadavg()], compile_s=t_compile, cells=res), indent=1))
+    if args.json: Path(args.json).write_text(json.dumps(dict(machine=machine(dev), clock=args.clock, load=[load0, os.getloadavg()], compile_s=t_compile, cells=res), indent=1))
     key = next((r for r in res if r['rows'] == 1 and r['sparsity'] == sparsities[0] and r['shape'] == f"{shapes[0][0]}x{shapes[0][1]}"), res[0])
     print(f"inference on {machine(dev)} (load average {os.getloadavg()[0]:.1f} at end): {key['shape']} {key['sparsity']:.0%} {key['mask']} mask at 1 row, "
           f"export_sparse {key['ratios']['export']:.2f}x dense ({key['choice']}); {len(res)} cells")
