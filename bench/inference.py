@@ -52,13 +52,17 @@ if __name__ == '__main__':
     p.add_argument('--target', type=float, default=3e-3, help="seconds of calls per format and round")
     p.add_argument('--compile', action=__import__('argparse').BooleanOptionalAction, default=None, help="include compiled ELL (default: yes, no with --quick)")
     p.add_argument('--masks', default='random,constant_fan_in', help="comma-separated: random, constant_fan_in")
+    p.add_argument('--shapes', default='3072x768,768x3072', help="comma-separated out x in shapes")
+    p.add_argument('--sparsities', default='0.9,0.95,0.99', help="comma-separated sparsities")
+    p.add_argument('--batches', default='1,8,64', help="comma-separated rows per call")
     p.add_argument('--json', default=None, help="also write every cell's per-round ratios to this file")
     p.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall: elapsed time; cpu: this process's CPU time, for a busy machine (needs --threads 1 on a CPU)")
     args = p.parse_args(); dev = setup(args)
     if args.clock == 'cpu' and (dev.type != 'cpu' or torch.get_num_threads() != 1): p.error("--clock cpu measures one thread's CPU time: use it with --threads 1 on a CPU")
     compile = (not args.quick) if args.compile is None else args.compile
-    shapes = [(96, 64), (64, 96)] if args.quick else [(3072, 768), (768, 3072)]
-    sparsities, batches = ((0.9,), (1, 4)) if args.quick else ((0.9, 0.95, 0.99), (1, 8, 64))
+    shapes = [(96, 64), (64, 96)] if args.quick else [tuple(int(v) for v in sh.split('x')) for sh in args.shapes.split(',')]
+    sparsities = (0.9,) if args.quick else tuple(float(v) for v in args.sparsities.split(','))
+    batches = (1, 4) if args.quick else tuple(int(v) for v in args.batches.split(','))
     rounds, target = (3, 1e-4) if args.quick else (args.rounds, args.target)
     load0 = os.getloadavg()
     print(f"{machine(dev)}; {args.clock} clock; load average {load0[0]:.1f} at start; ratio = dense time / format time (>1: faster than dense), "

@@ -69,7 +69,8 @@ _compiled = {}
 def _ell_compiled(one_row:bool):
     "`_ell` under torch.compile: scalar code for one row (`cpp.simdlen=1`: inductor's vector gathers go through memory), vectorised over the rows otherwise"
     if one_row not in _compiled:
-        opts = {'assert_indirect_indexing': False} | ({'cpp.simdlen': 1} if one_row else {})  # indices are built in range here
+        opts = {'assert_indirect_indexing': False,  # the indices are built in range
+                'cpp.dynamic_threads': True} | ({'cpp.simdlen': 1} if one_row else {})  # rows split over the threads of each call, whatever the sizes at compile time
         _compiled[one_row] = torch.compile(_ell_one if one_row else _ell_many, dynamic=True, options=opts)
     return _compiled[one_row]
 
@@ -111,18 +112,36 @@ def _ell_buffers(crow:Tensor, col:Tensor, values:Tensor, n_slices:int=3)->tuple[
 inference_formats = ('dense', 'csr', 'csr_mv', 'ell')  # the formats an exported linear layer can run
 _half = (torch.float16, torch.bfloat16)
 
-def _csr(l)->Tensor:
-    "The layer's weight as a sparse CSR tensor (in float32 for half precision on CPU, where torch's CSR products lack those dtypes)"
-    v = l.values.float() if l.values.dtype in _half and l.values.device.type == 'cpu' else l.values
-    return torch.sparse_csr_tensor(l.crow_indices, l.col_indices, v, l.shape, check_invariants=False)
+def _fast(l)->dict:
+    "Objects a layer reuses from call to call (its CSR tensor, bias column, ELL slices); dropped when its tensors move, change dtype or are rebuilt"
+    c = l.__dict__.get('_fast')
+    if c is None: c = l.__dict__['_fast'] = {}
+    return c
 
-def _add_bias(y:Tensor, b:Tensor|None)->Tensor: return y if b is None else y + b.to(y.dtype)
+def _csr(l)->Tensor:
+    "The layer's weight as a sparse CSR tensor on its buffers (float32 for half precision on CPU, where torch's CSR products lack those dtypes)"
+    c = _fast(l)
+    if 'csr' not in c:
+        v = l.values.detach()
+        if v.dtype in _half and v.device.type == 'cpu': v = v.float()
+        c['csr'] = torch.sparse_csr_tensor(l.crow_indices, l.col_indices, v, l.shape, check_invariants=False)  # shares the buffers' memory
+        c['bias'] = None if l.bias is None else l.bias.detach().to(v.dtype)
+    return c['csr']
+
+def _as(x:Tensor, dt:torch.dtype)->Tensor: return x if x.dtype == dt else x.to(dt)
 def _run_dense(l, x2): return F.linear(x2, l.dense_weight, l.bias)
-def _run_csr(l, x2): w = _csr(l); return _add_bias(torch.mm(w, x2.to(w.dtype).t().contiguous()).t(), l.bias)
-def _run_csr_mv(l, x2): w = _csr(l); return _add_bias(torch.mv(w, x2[0].to(w.dtype)).unsqueeze(0), l.bias)
+def _run_csr(l, x2):
+    w = _csr(l); b = _fast(l)['bias']; xt = _as(x2, w.dtype).t().contiguous()
+    return (torch.mm(w, xt) if b is None else torch.addmm(b.unsqueeze(1), w, xt)).t()
+def _run_csr_mv(l, x2):
+    w = _csr(l); b = _fast(l)['bias']; x = _as(x2[0], w.dtype)
+    return (torch.mv(w, x) if b is None else torch.addmv(b, w, x)).unsqueeze(0)
 def _run_ell(l, x2):
+    c = _fast(l)
+    if 'ell' not in c: c['ell'] = ([(getattr(l, f'ell_values_{g}'), getattr(l, f'ell_indices_{g}')) for g in range(l._n_slices)], l.ell_inv,
+                                   None if l.bias is None else l.bias.detach())  # plain tensors: compile keeps parameter shapes static
     f = _ell_compiled(x2.shape[0] == 1) if l.compiled else _ell
-    return f(x2, l._ell_slices(), l.ell_inv, None if l.bias is None else l.bias.detach())  # a plain tensor: compile keeps parameter shapes static
+    return f(x2, *c['ell'])
 
 _runners = dict(dense=_run_dense, csr=_run_csr, csr_mv=_run_csr_mv, ell=_run_ell)
 
@@ -130,8 +149,8 @@ def _run(l, f:str, x2:Tensor)->Tensor:
     "Format `f` of layer `l` on rows `x2`; a sparse format under autocast computes in the layer's dtype and returns the autocast dtype, as `nn.Linear` does"
     if f == 'dense': return _run_dense(l, x2)
     dev = x2.device.type
-    if not torch.is_autocast_enabled(dev): return _runners[f](l, x2).to(x2.dtype)
-    with torch.autocast(dev, enabled=False): return _runners[f](l, x2.to(l.values.dtype)).to(torch.get_autocast_dtype(dev))
+    if not torch.is_autocast_enabled(dev): return _as(_runners[f](l, x2), x2.dtype)
+    with torch.autocast(dev, enabled=False): return _runners[f](l, _as(x2, l.values.dtype)).to(torch.get_autocast_dtype(dev))
 
 # %% ../nbs/06_export.ipynb #7ae6f3e8
 class SparseInferenceLinear(TrulySparseLinear):
@@ -150,9 +169,9 @@ class SparseInferenceLinear(TrulySparseLinear):
 
     def forward(self, x:Tensor)->Tensor:
         "`x Wᵀ + b` over the last dimension of `x` (leading dimensions flattened into rows), in the format planned for its row count"
-        x2 = x.reshape(-1, self.in_features)
+        x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         y = _run(self, self.format_for(x2.shape[0]), x2) if x2.shape[0] else x2.new_zeros(0, self.out_features)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def format_for(self, n:int)->str:
         "The format run for `n` rows: the plan's, else the nearest planned row count's (by ratio; 'csr_mv' runs 1 row, more run 'csr')"
@@ -177,6 +196,7 @@ class SparseInferenceLinear(TrulySparseLinear):
     def _build(self, fs=None):
         "The derived (non-persistent) buffers of formats `fs` (default: the planned ones): the dense weight for 'dense', row-padded slices for 'ell'"
         for n in [n for n in self._buffers if n == 'dense_weight' or n.startswith('ell_')]: del self._buffers[n]
+        self.__dict__.pop('_fast', None)
         fs = set(self.plan.values() if fs is None else fs)
         if 'dense' in fs: self.register_buffer('dense_weight', self.to_dense(), persistent=False)
         self._n_slices = 0
@@ -188,6 +208,13 @@ class SparseInferenceLinear(TrulySparseLinear):
 
     def _ell_slices(self)->list[tuple[Tensor, Tensor]]:
         return [(getattr(self, f'ell_values_{g}'), getattr(self, f'ell_indices_{g}')) for g in range(self._n_slices)]
+
+    def _apply(self, fn, *args, **kwargs):
+        "Move or cast the tensors (`.to`, `.cuda`, `.half`, ...), dropping the objects reused between calls"
+        self.__dict__.pop('_fast', None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self)->dict: return {k: v for k, v in super().__getstate__().items() if k != '_fast'}
 
     def extra_repr(self)->str: return super().extra_repr() + f", plan={self.plan}" + (", compiled" if self.compiled else "")
 
