@@ -164,13 +164,20 @@ class SparseInferenceLinear(TrulySparseLinear):
         dt = torch.int32 if max(flat.numel(), self.in_features) < 2**31 - 1 else torch.int64
         self.register_buffer('crow_indices', crow.to(dt))
         self.register_buffer('col_indices', (flat - _rows(crow, flat.numel(), torch.int64) * self.in_features).to(dt))
-        self.plan, self.compiled, self._n_slices = {}, False, 0
+        self.plan, self.compiled, self._n_slices, self._formats, self._dense_only = {}, False, 0, {}, False
         self.register_load_state_dict_post_hook(_RebuildFormats())
 
     def forward(self, x:Tensor)->Tensor:
         "`x Wᵀ + b` over the last dimension of `x` (leading dimensions flattened into rows), in the format planned for its row count"
+        if self._dense_only: return F.linear(x, self.dense_weight, self.bias)  # what nn.Linear runs, at its cost
+        n = x.shape[:-1].numel()
+        f = self._formats.get(n)
+        if f is None:
+            if n == 0: return x.new_zeros(*x.shape[:-1], self.out_features)
+            f = self._formats[n] = self.format_for(n)
+        if f == 'dense': return F.linear(x, self.dense_weight, self.bias)
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
-        y = _run(self, self.format_for(x2.shape[0]), x2) if x2.shape[0] else x2.new_zeros(0, self.out_features)
+        y = _run(self, f, x2)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def format_for(self, n:int)->str:
@@ -190,6 +197,7 @@ class SparseInferenceLinear(TrulySparseLinear):
         if not plan or bad: raise ValueError(f"`plan` must map row counts (ints >= 1) to formats {inference_formats} ('csr_mv' for 1 row only), got {plan!r}")
         self.plan, self.compiled = dict(plan), compiled
         self._build()
+        self._formats, self._dense_only = {}, set(plan.values()) == {'dense'}  # row count -> format, filled as counts come
         return self
 
     @torch.no_grad()
