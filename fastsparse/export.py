@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, weights_and_masks
-from .sparse_linear import TrulySparseLinear, truly_sparse_layers
+from .core import masked_params, unwrap_model, weights_and_masks, linear_spec, _holders
+from .sparse_linear import TrulySparseLinear, truly_sparse_layers, _why_not, _to_truly_sparse
 
 # %% auto #0
 __all__ = ['SparseLinear', 'export_sparse']
@@ -49,7 +49,7 @@ def _compact_layer(m:nn.Module, names:list[str]):
 
 # %% ../nbs/06_export.ipynb #3c621ada
 def export_sparse(model:nn.Module)->nn.Module:
-    "A copy of `model` for inference whose sparse layers store only their active weights (`TrulySparseLinear` for Linear layers)"
+    "A copy of `model` for inference whose sparse layers store only their active weights (`TrulySparseLinear` for linear layers: nn.Linear, HF Conv1D, ...)"
     src = unwrap_model(model)
     if not masked_params(src) and not truly_sparse_layers(src): raise ValueError("`model` has no masked weights: sparsify and train it first")
     res = copy.deepcopy(src)
@@ -57,9 +57,11 @@ def export_sparse(model:nn.Module)->nn.Module:
     by_module = {}
     for m, n in masked_params(res): by_module.setdefault(m, []).append(n)
     parents = {id(c): (p, name) for p in res.modules() for name, c in p.named_children()}
+    holders, mha = _holders(res), {id(a.out_proj) for a in res.modules() if isinstance(a, nn.MultiheadAttention)}
     for m, names in by_module.items():
-        if type(m) is nn.Linear and id(m) in parents:
+        why = _why_not(m, names[0], holders, mha) if len(names) == 1 else 'kind'
+        if why is None and id(m) in parents:
             p, name = parents[id(m)]
-            setattr(p, name, TrulySparseLinear.from_dense(m.weight.detach(), m.weight_mask, m.bias))
-        else: _compact_layer(m, names)
+            setattr(p, name, _to_truly_sparse(m, linear_spec(m)))
+        elif why != 'tied': _compact_layer(m, names)  # a weight tied to another layer stays as it is (masked, dense), so the tie holds
     return res.requires_grad_(False).eval()
