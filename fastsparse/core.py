@@ -682,5 +682,5 @@ def maybe_float(num):
     except (TypeError, ValueError): return num
 
 def is_sparseable_module(m:nn.Module, additional_types:Iterable[type]=())->bool:
-    "Whether `m` is of a type whose weights `sparsify_model` makes sparse (kept from fastsparse 0.0.5)"
-    return isinstance(m, sparseable_types + tuple(additional_types))
+    "Whether `m` is of a type whose weights `sparsify_model` makes sparse (kept from fastsparse 0.0.5; linear layers `linear_spec` knows count)"
+    return _is_sparseable(m, sparseable_types + tuple(additional_types))
