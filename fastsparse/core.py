@@ -6,7 +6,7 @@ Docs: https://fastsparse.github.io/fastsparse/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #e83a52e8
 from __future__ import annotations
-import math, numbers, sys, weakref
+import math, numbers, sys, warnings, weakref
 from collections.abc import Iterable
 from functools import wraps
 from typing import NamedTuple
@@ -270,8 +270,9 @@ def sparse_params(
     module:nn.Module, # a layer or a whole model (searched recursively, as in fastsparse 0.0.5)
 )->list[tuple[nn.Parameter, Tensor, float]]:
     "`(param, mask, sparsity)` for every parameter of `module` that has a `<name>_mask` buffer; `sparsity` is read from the current mask"
-    bufs = dict(module.named_buffers())
-    return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in module.named_parameters() if f'{n}_mask' in bufs]
+    bufs, seen = dict(module.named_buffers()), set()
+    ps = [(n, p) for n, p in module.named_parameters(remove_duplicate=False) if f'{n}_mask' in bufs and not (id(p) in seen or seen.add(id(p)))]  # a tied weight once, by its masked name
+    return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in ps]
 
 # %% ../nbs/00_core.ipynb #7aa21d29
 _bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # integer dtype of each element size
@@ -547,6 +548,7 @@ def sparsify_model(
                                               "Start from the dense model, or keep the existing masks.")
     targets = _unique_targets(model, additional_types)
     _refuse_unmaskable(model, additional_types, targets, weight_init)
+    _warn_unknown(model, additional_types)
     tied_dense = _tied_elsewhere(model, additional_types, targets) if tied == 'dense' else {}
     targets = [t for t in targets if id(t[2]) not in tied_dense]
     if not targets: raise ValueError(f"`model_or_learner` has no sparseable layer (types: {[t.__name__ for t in sparseable_types]}, HF Conv1D, "
@@ -627,6 +629,14 @@ def _refuse_unmaskable(model, additional_types, targets, weight_init):
 def _registered_spec(m:nn.Module)->bool:
     "Whether `m`'s linear declaration comes from `register_linear_like`"
     return any(c in _registered for c in type(m).__mro__)
+
+def _warn_unknown(model:nn.Module, additional_types:tuple):
+    "Warn, naming them, about layers with a weight matrix of a type fastsparse does not know (they stay dense), and say how to declare them"
+    types, names = sparseable_types + additional_types + (nn.Embedding, nn.EmbeddingBag), {id(m): n for n, m in model.named_modules()}
+    ms = [m for m in model.modules() if not _is_sparseable(m, types) and isinstance(w := m._parameters.get('weight'), nn.Parameter) and w.dim() >= 2]
+    if ms: warnings.warn(f"{[f'{names[id(m)]} ({type(m).__name__})' for m in ms]}: layers with a weight matrix of a type fastsparse does not know stay dense. "
+                         "Declare a linear one with register_linear_like(TheType, weight='weight', layout='out_in' or 'in_out'), or pass other types in "
+                         "`additional_types`", stacklevel=3)
 
 def _fan_in(m:nn.Module, n:str, p:Tensor)->int|None:
     "Inputs per output unit of weight `n` of layer `m` from its declared layout (linear layers), or None (torch's rule: dim 1 × kernel size)"
