@@ -593,3 +593,11 @@ def _set_record(self:TrulySparseLinear, on:bool):
 
 TrulySparseLinear.topology_update, TrulySparseLinear.needs_record, TrulySparseLinear.set_record = _topology_update, _needs_record, _set_record
 TrulySparseLinear.block_size = 2**22
+
+# %% ../nbs/09_truly_sparse.ipynb #e6a1c4b9
+def _clear_record(self:TrulySparseLinear):
+    "Forget the recordings whose backward is done, keep recording: the gradients they explain are being zeroed (their step was skipped, e.g. by a gradient scaler's overflow)"
+    rec = self.__dict__.get('_rec')
+    if rec: self._rec = [s for s in rec if s[1] is None]  # a forward whose backward is still to come (zero_grad between forward and backward) stays
+
+TrulySparseLinear.clear_record = _clear_record
