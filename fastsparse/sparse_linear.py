@@ -359,7 +359,23 @@ def truly_sparse(
         _replace(model, m, TrulySparseLinear.from_dense(m.weight, m.weight_mask, m.bias), parents)
         _mark_replaced(m.weight)
     _refresh_enforcer(model, dropped=todo)
+    if not isinstance(model_or_learner, nn.Module): _drop_stale_opt(model_or_learner)
     return model
+
+# %% ../nbs/09_truly_sparse.ipynb #c4e8a2f7
+def _has_state(opt)->bool:
+    "Whether optimizer `opt` (torch, fastai `Optimizer` or `OptimWrapper`) keeps a tensor (momentum, moments) for some parameter"
+    st = getattr(getattr(opt, 'opt', opt), 'state', None) or {}
+    return any(isinstance(v, Tensor) for s in st.values() if isinstance(s, dict) for v in s.values())
+
+def _drop_stale_opt(learn):
+    "Drop the optimizer of fastai `Learner` `learn` if it holds weights `truly_sparse` replaced (the next `fit` builds one for the converted model); warn if it kept state"
+    opt = getattr(learn, 'opt', None)
+    if opt is None or not hasattr(learn, 'create_opt') or not any(_was_replaced(p) for p in _opt_params(getattr(opt, 'opt', opt))): return
+    if _has_state(opt):
+        warnings.warn("truly_sparse dropped the learner's optimizer, which trained the dense weights it replaced, and with it the optimizer's state "
+                      "(momentum, Adam moments) of every parameter: the next fit starts a new optimizer from zero state", stacklevel=3)
+    learn.opt = None
 
 # %% ../nbs/09_truly_sparse.ipynb #c87f1b46
 def truly_sparse_layers(model:nn.Module)->list[TrulySparseLinear]:
