@@ -65,7 +65,7 @@ _any_autocast = getattr(torch._C, '_is_any_autocast_enabled', lambda: True)  # o
 
 def _autocast_on(dev:str)->bool:
     "Whether `torch.autocast` is enabled for device type `dev`"
-    return _any_autocast() and torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+    return torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
 
 _native_dtypes = {}  # (op, device, dtype) -> whether the backend runs that sparse product in that dtype (probed once)
 
@@ -92,40 +92,57 @@ def _contig(t:Tensor, dtype:torch.dtype)->Tensor:
     return t.contiguous() if t.dtype == dtype else t.to(dtype, memory_format=torch.contiguous_format)
 
 # %% ../nbs/09_truly_sparse.ipynb #2c9cb04c
+def _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
+    "`_SparseLinearFunction.forward` for half/bfloat16: the product in the dtype `_compute_dtype` picks, the output in `x`'s"
+    cd = _compute_dtype('mm', values)
+    xt = x.t() if cd != x.dtype else x.t().contiguous()
+    ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)  # in the input's dtype (if the product runs in float32, a view: cast again in backward)
+    vc = values if cd == values.dtype else values.to(cd)
+    y = torch.mm(torch.sparse_csr_tensor(crow, col, vc, shape, check_invariants=False), _contig(xt, cd))
+    return (y if cd == x.dtype else y.to(x.dtype)).t()
+
+def _grads_cast(ctx, g):
+    "`_SparseLinearFunction.backward` for half/bfloat16 or inside an autocast region: each product in the dtype `_compute_dtype` picks, gradients in their tensors' dtypes"
+    xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
+    (o, i), gx, gv, gt = ctx.shape, None, None, None
+    if ctx.needs_input_grad[0]:
+        cd = _compute_dtype('mm', values)
+        gt, vt = _contig(g.t(), cd), values.index_select(0, perm)
+        wt = torch.sparse_csr_tensor(tcrow, tcol, vt if cd == vt.dtype else vt.to(cd), (i, o), check_invariants=False)
+        gx = torch.mm(wt, gt)
+        gx = (gx if cd == g.dtype else gx.to(g.dtype)).t()
+    if ctx.needs_input_grad[1]:
+        cd = _compute_dtype('sampled', values)
+        if gt is None or gt.dtype != cd: gt = _contig(g.t(), cd)
+        res = torch.sparse_csr_tensor(crow, col, values.new_zeros(values.shape, dtype=cd), (o, i), check_invariants=False)
+        gv = torch.sparse.sampled_addmm(res, gt, _contig(xt, cd).t(), beta=0., out=res).values()
+        if cd != values.dtype: gv = gv.to(values.dtype)
+    return gx, gv, None, None, None, None, None, None
+
 class _SparseLinearFunction(torch.autograd.Function):
     "`x Wᵀ` for a CSR `W` given by its values and index buffers; gradients for `x` (transposed CSR) and the values (sampled product)"
     @staticmethod
     def forward(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
-        ctx.shape, cd = shape, _compute_dtype('mm', values)
-        xt = x.t() if cd != x.dtype else x.t().contiguous()  # (in, batch) rows, as both products read them: a copy only for a row-major input (the first layer's), made once
-        ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)  # in the input's dtype (a low-precision input as its view: cast again in backward)
-        vc = values if cd == values.dtype else values.to(cd)
-        y = torch.mm(torch.sparse_csr_tensor(crow, col, vc, shape, check_invariants=False), _contig(xt, cd))
-        return (y if cd == x.dtype else y.to(x.dtype)).t()  # feature-major: the next layer reads it without a copy
+        ctx.shape = shape
+        if values.dtype in _LOW: return _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape)
+        xt = x.t().contiguous()  # (in, batch) rows, as both products read them: a copy only for a row-major input (the first layer's), made once
+        ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)
+        return torch.mm(torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False), xt).t()  # feature-major: the next layer reads it without a copy
 
     @staticmethod
     def backward(ctx, g):
-        if _autocast_on(g.device.type):  # a backward run inside an autocast region: the products pick their own dtypes
-            with torch.autocast(g.device.type, enabled=False): return _SparseLinearFunction._grads(ctx, g)
-        return _SparseLinearFunction._grads(ctx, g)
-
-    @staticmethod
-    def _grads(ctx, g):
+        if _any_autocast():  # a backward inside an autocast region: autocast would cast the CSR operands, so the products pick their dtypes themselves
+            with torch.autocast(g.device.type, enabled=False): return _grads_cast(ctx, g)
+        if g.dtype in _LOW: return _grads_cast(ctx, g)
         xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
-        (o, i), gx, gv, gt = ctx.shape, None, None, None
+        (o, i), gx, gv = ctx.shape, None, None
+        gt = g.t().contiguous()  # one copy at most (the last layer's gradient comes row-major from the loss), shared by both products
         if ctx.needs_input_grad[0]:
-            cd = _compute_dtype('mm', values)
-            gt = _contig(g.t(), cd)  # one copy at most (the last layer's gradient comes row-major from the loss), shared by both products
-            vt = values.index_select(0, perm)
-            wt = torch.sparse_csr_tensor(tcrow, tcol, vt if cd == vt.dtype else vt.to(cd), (i, o), check_invariants=False)
-            gx = torch.mm(wt, gt)
-            gx = (gx if cd == g.dtype else gx.to(g.dtype)).t()
+            wt = torch.sparse_csr_tensor(tcrow, tcol, values.index_select(0, perm), (i, o), check_invariants=False)
+            gx = torch.mm(wt, gt).t()
         if ctx.needs_input_grad[1]:  # zero values: `beta=0` still multiplies (and so would propagate NaN in) them; written in place (no copy of the indices)
-            cd = _compute_dtype('sampled', values)
-            if gt is None or gt.dtype != cd: gt = _contig(g.t(), cd)
-            res = torch.sparse_csr_tensor(crow, col, values.new_zeros(values.shape, dtype=cd), (o, i), check_invariants=False)
-            gv = torch.sparse.sampled_addmm(res, gt, _contig(xt, cd).t(), beta=0., out=res).values()
-            if cd != values.dtype: gv = gv.to(values.dtype)
+            res = torch.sparse_csr_tensor(crow, col, torch.zeros_like(values), (o, i), check_invariants=False)
+            gv = torch.sparse.sampled_addmm(res, gt, xt.t(), beta=0., out=res).values()
         return gx, gv, None, None, None, None, None, None
 
 # %% ../nbs/09_truly_sparse.ipynb #6e0dfd82
@@ -219,8 +236,8 @@ def _autocast_args(dev:str, *ts:Tensor|None)->list[Tensor|None]:
 
 def _forward(self:TrulySparseLinear, x:Tensor)->Tensor:
     "`x Wᵀ + b` over the last dimension of `x` (any leading dimensions); under `torch.autocast`, in its dtype as `nn.Linear`"
-    x2, w, b, dev = x.reshape(-1, self.in_features), self.values, self.bias, x.device.type
-    ac = _autocast_on(dev)
+    x2, w, b = x.reshape(-1, self.in_features), self.values, self.bias
+    ac = _any_autocast() and _autocast_on(dev := x.device.type)
     if ac: x2, w, b = _autocast_args(dev, x2, w, b)
     if x2.dtype != w.dtype:
         raise RuntimeError(f"{self!r} got an input of dtype {x2.dtype} and has weights of dtype {w.dtype}: cast the input to the model's dtype "
