@@ -131,7 +131,7 @@ class _SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        if _any_autocast():  # a backward inside an autocast region: autocast would cast the CSR operands, so the products pick their dtypes themselves
+        if _any_autocast() and _autocast_on(g.device.type):  # a backward inside an autocast region: autocast would cast the CSR operands, so the products pick their dtypes themselves
             with torch.autocast(g.device.type, enabled=False): return _grads_cast(ctx, g)
         if g.dtype in _LOW: return _grads_cast(ctx, g)
         xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
