@@ -16,6 +16,8 @@ from .schedule import DropGrowSchedule, cosine_sched, constant_sched, check_sche
 __all__ = ['DynamicSparseTrainingOptimizerWrapper']
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
+def _noop(): pass
+
 class DynamicSparseTrainingOptimizerWrapper:
     "Wraps a torch optimizer: every `batches_per_update` steps, `step()` updates the sparse topology (SET, SNFS, RigL)"
     def __init__(self,
@@ -49,7 +51,10 @@ class DynamicSparseTrainingOptimizerWrapper:
     def param_groups(self): return self.opt.param_groups
     @property
     def state(self): return self.opt.state
-    def zero_grad(self, set_to_none:bool=True): self.opt.zero_grad(set_to_none=set_to_none)
+    def zero_grad(self, set_to_none:bool=True):
+        "Zero the optimizer's gradients, and forget what truly sparse layers recorded for a step that did not happen (`clear_record`)"
+        self.opt.zero_grad(set_to_none=set_to_none)
+        for l in self.engine.layers: getattr(l, 'clear_record', _noop)()
     def __repr__(self): return f"DynamicSparseTrainingOptimizerWrapper({type(self.opt).__name__}, step {self.n_step}, {self.n_updates} updates)"
 
 # %% ../nbs/04_pytorch.ipynb #739e843f
