@@ -25,8 +25,8 @@ from .callbacks import DynamicSparseTrainingCallback, DensityMonitor
 from .sparse_linear import truly_sparse as _to_truly_sparse, grow_mode
 
 # %% auto #0
-__all__ = ['models', 'methods', 'distributions', 'lenet300', 'lenet5', 'set_mlp', 'ViTAttention', 'ViTBlock', 'ViT', 'get_dls',
-           'SETLoss', 'normal_init_', 'train_one']
+__all__ = ['models', 'methods', 'distributions', 'optimizers', 'lenet300', 'lenet5', 'set_mlp', 'ViTAttention', 'ViTBlock', 'ViT',
+           'get_dls', 'SETLoss', 'normal_init_', 'train_one']
 
 # %% ../nbs/09_experiment.ipynb #2ffb3440
 def lenet300(in_shape=(784,), n_out:int=10)->nn.Sequential:
@@ -125,7 +125,7 @@ _image_models = ('lenet5', 'vit')  # models that take (channels, height, width) 
 # %% ../nbs/09_experiment.ipynb #edb9eafc
 methods = ('dense', 'static', 'set', 'snfs', 'rigl')
 distributions = dict(uniform=uniform_sparsity, erk=erdos_renyi_sparsity, er=partial(erdos_renyi_sparsity, include_kernel=False))
-_optimizers = dict(sgd=partial(SGD, mom=0.9), adamw=partial(Adam, decouple_wd=True))  # fastai's Adam decouples weight decay (AdamW)
+optimizers = dict(sgd=partial(SGD, mom=0.9), adamw=partial(Adam, decouple_wd=True))  # fastai's Adam decouples weight decay (AdamW)
 
 def _choice(name, value, accepted):
     "Raise a clear error unless `value` is one of `accepted`"
@@ -183,7 +183,7 @@ def train_one(
     "Train one configuration; return accuracy, time, mean density during training and the per-layer table"
     _choice('method', method, methods); _choice('distribution', distribution, distributions); _choice('model', model, models)
     _choice('schedule', schedule, ('one_cycle', 'constant')); _choice('loss', loss, ('ce', 'set')); _choice('init', init, (None, 'sparse_kaiming', 'normal'))
-    _choice('opt', opt, tuple(_optimizers))
+    _choice('opt', opt, tuple(optimizers))
     if truly_sparse and method == 'dense': raise ValueError("`truly_sparse` needs a sparse method (static, set or rigl); 'dense' has no masks to convert")
     if truly_sparse and method in presets: grow_mode(presets[method]['grow_score_f'])  # SNFS: the library's error now, not at the first update
     torch.manual_seed(seed)
@@ -204,7 +204,7 @@ def train_one(
         if method == 'snfs' and not redistribution: kw['redistribute_f'] = None
         if constant_drop: kw.update(drop_grow_sched=constant_sched, stop_pct=1.)
         cbs.append(DynamicSparseTrainingCallback(**kw))
-    learn = Learner(dls, net, loss_func=SETLoss() if loss == 'set' else CrossEntropyLossFlat(), opt_func=_optimizers[opt],
+    learn = Learner(dls, net, loss_func=SETLoss() if loss == 'set' else CrossEntropyLossFlat(), opt_func=optimizers[opt],
                     metrics=accuracy, cbs=cbs, wd=wd)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
