@@ -47,7 +47,8 @@ def truly_sparse_grid(sparsities=(0.99,), seeds=(0, 1, 2), epochs=20, methods=('
 
 # %% ../nbs/11_replicate.ipynb #639fd340
 vit_protocol = dict(model='vit', model_kw=dict(patch=4, dim=64, depth=4, n_heads=4, mlp_ratio=2), data='fashion-mnist', distribution='erk',
-                    opt='adamw', lr=1e-3, wd=0.05, bs=128, schedule='one_cycle', batches_per_update=100, drop_fraction=0.3, quiet=True)
+                    opt='adamw', lr=1e-3, wd=0.05, bs=128, schedule='one_cycle', batches_per_update=50, drop_fraction=0.3, quiet=True,
+                    n_train=20_000)
 
 def vit_grid(sparsities=(0.9, 0.99), seeds=(0, 1, 2), epochs=5, methods=('set', 'rigl'), **over)->list[dict]:
     "The ViT grid: dense, then each sparse method masked-dense and truly sparse at each sparsity"
