@@ -357,11 +357,33 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
             keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
             grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
             _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
+        _check_mask_replicas(self)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
     _update_truly_sparse(self, drop_fraction, opt, res, used_ts)
     return res
 
 DropGrowEngine.update = _engine_update
+
+# %% ../nbs/01a_engine.ipynb #54a0d494
+def _mask_fingerprint(mask:Tensor, chunk:int=2**20)->Tensor:
+    "Two int64 numbers that differ, but for a vanishing chance, when the active positions of `mask` differ (int64 temporaries of `chunk` entries at most)"
+    m, fp = mask.reshape(-1), torch.zeros(2, dtype=torch.int64, device=mask.device)
+    for a in range(0, m.numel(), chunk):  # sums wrap around in int64: still the same on every rank for the same mask
+        idx = torch.arange(a, min(a + chunk, m.numel()), device=m.device)[m[a:a + chunk]]
+        fp += torch.stack([idx.sum(), (idx * (idx % 65521 + 1)).sum()])
+    return fp
+
+def _check_mask_replicas(self:DropGrowEngine):
+    "In a multi-process run, raise on every rank if the ranks' masks differ after a topology update (one small all-reduce)"
+    if not _dist_on() or dist.get_world_size() == 1 or not self.masks: return
+    fp = torch.cat([_mask_fingerprint(m) for m in self.masks])
+    both = torch.cat([fp, -fp]); dist.all_reduce(both, op=dist.ReduceOp.MAX)  # max and -min of each number
+    if torch.equal(both[:fp.numel()], -both[fp.numel():]): return
+    differ = (both[:fp.numel()] != -both[fp.numel():]).view(-1, 2).any(1).tolist()
+    bad = [f"{type(m).__name__}.{n} {tuple(w.shape)}" for (m, n), w, d in zip(self.params, self.weights, differ) if d]
+    raise RuntimeError(f"after a topology update the ranks hold different masks of {len(bad)} layer(s) ({', '.join(bad)}): the data-parallel "
+                       "replicas diverged. Give every rank the same `seed` (or None: drawn on rank 0 and shared), keep the model in "
+                       "DistributedDataParallel (fastsparse treats every rank of an initialised process group as a replica), and sparsify before wrapping it")
 
 # %% ../nbs/01a_engine.ipynb #8a5c14be
 def _layer_shares(self:DropGrowEngine, ws:list[Tensor], ms:list[Tensor], used:list[bool], budgets:list[int], opt)->list[float]:
