@@ -69,6 +69,15 @@ def fix_markdown(md:str, site:str, names:dict)->str:
     md = _re_attr_link.sub(attr_link, md)
     return _re_md_link.sub(lambda m: m.group(1) + _local_url(m.group(2), site, names) + m.group(3), md)
 
+def _terminal(text:str)->str:
+    "Console output as a terminal shows it: a carriage return overwrites the line (progress bars), trailing spaces go"
+    out = []
+    for line in text.split('\n'):
+        cur = ''
+        for seg in line.split('\r'): cur = seg + cur[len(seg):]
+        out.append(cur.rstrip())
+    return '\n'.join(out)
+
 _re_dir = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 
 def _cell_options(src:str)->tuple[dict, str]:
@@ -92,6 +101,7 @@ def _prepare(nb, site:str, names:dict):
         if opts.get('echo') == 'false' or not c.source.strip(): c.metadata.tags.append('remove_input')
         if opts.get('output') == 'false': c.outputs = []
         for o in c.outputs:
+            if o.get('output_type') == 'stream': o.text = _terminal(o.text if isinstance(o.text, str) else ''.join(o.text))
             md = o.get('data', {}).get('text/markdown')
             if md is not None: o.data['text/markdown'] = fix_markdown(md if isinstance(md, str) else ''.join(md), site, names)
         if c.outputs or 'remove_input' not in c.metadata.tags: cells.append(c)
@@ -161,7 +171,7 @@ pre{margin:0;overflow-x:auto;font-size:.85rem;line-height:1.4}pre code{color:inh
 .output_stderr{background:#fff5f5}.output_png img,.output_area img{max-width:100%}
 .rendered_html table,.text_cell_render table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
 .rendered_html th,.rendered_html td{border:1px solid #dee2e6;padding:.3rem .6rem;vertical-align:top}
-.rendered_html thead{background:#f1f3f5}
+.rendered_html thead{background:#f1f3f5}.output_markdown td,.output_html td{white-space:nowrap}
 .rendered_html img{max-width:100%}
 .text_cell_render pre,.output_markdown pre{background:#f8f9fa;padding:.5rem .8rem;border-left:3px solid #dee2e6}
 .anchor-link{visibility:hidden;margin-left:.3em;text-decoration:none;color:#adb5bd}h1:hover .anchor-link,h2:hover .anchor-link,h3:hover .anchor-link,h4:hover .anchor-link{visibility:visible}
