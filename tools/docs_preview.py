@@ -206,18 +206,37 @@ def render(proc='_proc', out='_site_offline'):
     exp = HTMLExporter(config=c, template_name='basic')
     exp.exclude_input_prompt = exp.exclude_output_prompt = True
     css = CSS + HtmlFormatter(style='default').get_style_defs('.highlight')
+    docs = {}
     for name, nb in nbs.items():
         pg = pages[name]
         _prepare(nb, site, names)
         body, _ = exp.from_notebook_node(nb)
         desc = f'<p class="description">{_inline_md(pg["description"])}</p>' if pg['description'] else ''
-        doc = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-               f'<title>{html.escape(pg["title"])} – fastsparse</title><style>{css}</style></head>\n<body>'
-               f'<nav id="sidebar"><a class="site-title" href="index.html">fastsparse</a>{_nav(entries, pages, pg["out"])}</nav>\n'
-               f'<main id="content"><header id="title-block-header"><h1 class="title">{html.escape(pg["title"])}</h1>{desc}</header>\n'
-               f'{_pandoc_anchors(body)}\n</main></body></html>\n')
-        (out/pg['out']).write_text(doc)
+        docs[pg['out']] = (
+            f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{html.escape(pg["title"])} – fastsparse</title><style>{css}</style></head>\n<body>'
+            f'<nav id="sidebar"><a class="site-title" href="index.html">fastsparse</a>{_nav(entries, pages, pg["out"])}</nav>\n'
+            f'<main id="content"><header id="title-block-header"><h1 class="title">{html.escape(pg["title"])}</h1>{desc}</header>\n'
+            f'{_pandoc_anchors(body)}\n</main></body></html>\n')
+    for page, doc in _drop_dead_anchors(docs).items(): (out/page).write_text(doc)
     return out
+
+_re_local_href = re.compile(r'href="([\w.-]*\.html)?#([^"]+)"')
+
+def _drop_dead_anchors(docs:dict)->dict:
+    "Links to an anchor that its page does not have go to the page (as a browser does); each is reported"
+    ids = {p: set(re.findall(r'\sid="([^"]+)"', d)) for p, d in docs.items()}
+    dead = []
+    def fix(page):
+        def sub(m):
+            target = m.group(1) or page
+            if target not in ids or html.unescape(m.group(2)) in ids[target]: return m.group(0)
+            dead.append(f'{page}: {target}#{m.group(2)}')
+            return f'href="{target}"'
+        return sub
+    res = {p: _re_local_href.sub(fix(p), d) for p, d in docs.items()}
+    if dead: print(f"{len(dead)} links name an anchor their page lacks (nbdev links private names, which show_doc leaves out); they point at the page:\n  " + '\n  '.join(dead))
+    return res
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
