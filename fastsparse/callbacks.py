@@ -18,8 +18,9 @@ from fastai.learner import Learner
 from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model, _install_step_hooks
 from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
 from .schedule import DropGrowSchedule, cosine_sched, presets, SET_presets, SNFS_presets, RigL_presets
-from .sparse_linear import truly_sparse_layers
+from .sparse_linear import truly_sparse_layers, check_optimizer, grow_mode, truly_sparse as _convert
 from .report import sparse_report
+from .sharded import _local, _sum_over_shards
 
 # %% auto #0
 __all__ = ['DynamicSparseTrainingCallback', 'DensityMonitor']
@@ -46,24 +47,38 @@ class DynamicSparseTrainingCallback(Callback):
         self.engine, self._off, self._gloo_dls = None, False, []
 
     def before_fit(self):
-        self._off = _finding_lr(self.learn)  # `lr_find` must leave the masks and the schedule as they were
+        self._off, self._new_fit = _finding_lr(self.learn), True  # `lr_find` must leave the masks and the schedule as they were
         if self._off: return
-        _install_step_hooks(); self._setup_engine(); self._gloo_dls = _gloo_safe_dls(self.learn); self._new_fit = True
+        _install_step_hooks(); self._setup_engine(); self._gloo_dls = _gloo_safe_dls(self.learn)
     def before_train(self):
-        if not self._off and self._new_fit: self._setup_schedule(); self._new_fit = False
+        if not self._new_fit: return
+        _check_learner_opt(self.learn); self._new_fit = False  # at the first epoch of a fit (lr_find's too), not at validate()/get_preds()
+        if not self._off: self._setup_schedule()
     def before_step(self):
         if self._off: return
         if self.schedule.advance(self.engine, self.learn.opt) is not None and self.skip_step_on_update: raise CancelStepException()
+    def after_cancel_step(self):  # a step skipped by `MixedPrecision` (overflow): truly sparse layers forget what they recorded for it
+        for l in self.engine.layers if self.engine is not None else []: getattr(l, 'clear_record', _noop)()
     def after_fit(self): _restore_dls(self._gloo_dls); self._gloo_dls = []
 
 # %% ../nbs/01_callbacks.ipynb #9c580351
 def _finding_lr(learn)->bool: return any(isinstance(cb, LRFinder) for cb in learn.cbs)
+def _noop(): pass
+
+def _check_learner_opt(learn):
+    "Raise the library's error if the learner's optimizer was built before `truly_sparse(learn.model)` (it holds the replaced dense weights)"
+    ls = truly_sparse_layers(learn.model)
+    if not ls or learn.opt is None: return
+    try: check_optimizer(ls, learn.opt)
+    except (ValueError, RuntimeError) as e:
+        raise type(e)(f"{e}. On a fastai Learner: convert with truly_sparse(learn) or learn.sparsify(..., truly_sparse=True), which drop the "
+                         "stale optimizer, or call learn.create_opt() (or fit(..., reset_opt=True)) after truly_sparse(learn.model)") from None
 
 @patch
 def _setup_engine(self:DynamicSparseTrainingCallback):
     "Build the drop/grow engine for the learner's model (once per model)"
     model = unwrap_model(self.learn.model)  # the same engine serves the model inside DDP/accelerate or torch.compile wrappers
-    if self.engine is None or self.engine.model is not model:
+    if self.engine is None or self.engine.model is not model or self.engine.stale():  # `truly_sparse`/`masked_dense` since the last fit: rebuild
         self.engine = DropGrowEngine(model, self.keep_score_f, self.grow_score_f, self.redistribute_f,
                                      self.sparse_modules, self.allow_regrow, self.seed)
         if getattr(self, '_pending_generator', None) is not None:
@@ -96,6 +111,7 @@ def _setup_schedule(self:DynamicSparseTrainingCallback):
     "Start the schedule: total optimizer steps of this fit, one epoch's steps, and where a resumed fit (`start_epoch`) starts"
     total = _opt_steps(self.learn, self.learn.n_epoch)
     self.schedule.start(total, steps_per_epoch=max(1, total // self.learn.n_epoch), step=_opt_steps(self.learn, self.learn.epoch))
+    self.schedule.prepare(self.engine)  # a fit that starts (or resumes) on an update step: truly sparse RigL records its first forward
 
 @patch
 def drop_fraction(self:DynamicSparseTrainingCallback, t:int)->float:
@@ -124,15 +140,18 @@ class DensityMonitor(Callback):
             self._ts = truly_sparse_layers(self.learn.model)  # layers that store only their active weights count too (found once per fit)
             self.total = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]) + sum(l.numel for l in self._ts)
             self.epoch_density, self._new_fit = [], False
-        self._sum, self._n = None, 0
+        self._sum, self._n, self._n_ts = None, 0, 0
     def after_batch(self):
         if not self.total: return
-        s = sum(m.count_nonzero() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
-        s = s + sum(l.n_active for l in self._ts)
+        ms = weights_and_masks(self.learn.model)[1]
+        s = torch.stack([_local(m).count_nonzero() for m in ms]) if ms else torch.zeros(0)  # per mask (sharded: this rank's rows); stays on the device, no sync per batch
         self._sum = s if self._sum is None else self._sum + s
+        self._n_ts += sum(l.n_active for l in self._ts)
         self._n += 1
     def after_train(self):
-        if self._n: self.epoch_density.append(float(self._sum) / (self._n * self.total))
+        if not self._n: return
+        active = _sum_over_shards(self._sum, weights_and_masks(self.learn.model)[1]).sum() + self._n_ts  # sharded (FSDP2) masks summed over ranks, once an epoch
+        self.epoch_density.append(float(active) / (self._n * self.total))
     @property
     def mean_density(self)->float:
         "Mean density over every training batch seen (1.0 for a model without masks)"
@@ -179,12 +198,16 @@ def sparsify(self:Learner,
     method:str='rigl', # 'static', 'set', 'snfs' or 'rigl'
     sparse_f=uniform_sparsity, # sparsity distribution, e.g. `erdos_renyi_sparsity`
     weight_init:str|None=None, # passed to `sparsify_model`
+    truly_sparse:bool=False, # then convert the masked `nn.Linear` layers to `TrulySparseLinear` (`truly_sparse(learn)`): only active weights stored and trained
     **kwargs # override the preset's `DynamicSparseTrainingCallback` arguments
 )->Learner:
-    "Sparsify the learner's model and, unless `method='static'`, add a `DynamicSparseTrainingCallback` with `method`'s preset"
+    "Sparsify the learner's model (truly sparse if asked) and, unless `method='static'`, add a `DynamicSparseTrainingCallback` with `method`'s preset"
     if method not in ('static', *presets): raise ValueError(f"`method` must be one of 'static', {', '.join(map(repr, presets))}; got {method!r}")
+    cb = DynamicSparseTrainingCallback(**{**presets[method], **kwargs}) if method != 'static' else None  # bad arguments fail before anything changes
+    if truly_sparse and cb is not None: grow_mode(cb.grow_score_f)  # and so does SNFS, or a grow score truly sparse layers cannot use
     sparsify_model(self.model, model_sparsity, sparse_f=sparse_f, weight_init=weight_init)
-    if method != 'static': self.add_cb(DynamicSparseTrainingCallback(**{**presets[method], **kwargs}))
+    if truly_sparse: _convert(self)  # also drops an optimizer built before (lr_find, create_opt, an earlier fit): the next fit builds one
+    if cb is not None: self.add_cb(cb)
     return self
 
 Learner.sparse_report = sparse_report  # `learn.sparse_report(flops_input=None)` is `fastsparse.report.sparse_report(learn, ...)`: one report

@@ -101,7 +101,7 @@ def _advance(self:DropGrowSchedule, engine, opt=None, step:int|None=None, pct:fl
         res = engine.update(f, opt)
         self.n_updates += 1
         self.history.append(dict(step=t, drop_fraction=f, dropped=sum(res['dropped']), active=sum(res['active'])))
-    if getattr(engine, 'layers', None): engine.prepare(self._may_update(t + 1))  # truly sparse layers: keep RigL's inputs for the next step?
+    self.prepare(engine)  # truly sparse layers: keep RigL's inputs for the next step?
     return res
 
 def _may_update(self:DropGrowSchedule, t:int)->bool:
@@ -109,7 +109,12 @@ def _may_update(self:DropGrowSchedule, t:int)->bool:
     return t > 0 and bool(self.interval) and t % self.interval == 0 and (not self.total_steps or t < self.end_step)
 
 DropGrowSchedule.pct, DropGrowSchedule.drop_fraction, DropGrowSchedule.is_update_step, DropGrowSchedule.advance = _pct, _drop_fraction, _is_update_step, _advance
-DropGrowSchedule._may_update = _may_update
+
+def _prepare(self:DropGrowSchedule, engine):
+    "Ready `engine` for the forward of the next step, `self.step`: truly sparse layers record their input and output gradient if it may be an update step"
+    if getattr(engine, 'layers', None): engine.prepare(self._may_update(self.step))
+
+DropGrowSchedule._may_update, DropGrowSchedule.prepare = _may_update, _prepare
 
 # %% ../nbs/03_schedule.ipynb #34634897
 def _schedule_state_dict(self:DropGrowSchedule)->dict:

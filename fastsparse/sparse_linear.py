@@ -6,15 +6,17 @@ Docs: https://fastsparse.github.io/fastsparse/truly_sparse.html.md"""
 
 # %% ../nbs/09_truly_sparse.ipynb #114edd85
 from __future__ import annotations
-import math, warnings, weakref
+import contextlib, math, warnings, weakref
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
+from .core import (masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params, LinearSpec, linear_spec, _holders,
+                             _add_load_hooks, _mark_replaced, _replaced_by, _refuse_replaced)
+from .sharded import _refuse_sharded
 from .engine import _select, _scores, _rank_keys, _n_drop, _drop_grow_each, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
 __all__ = ['TrulySparseLinear', 'truly_sparse', 'truly_sparse_layers', 'masked_dense', 'check_optimizer', 'grow_mode',
-           'record_for_update', 'update_truly_sparse_layer', 'update_truly_sparse']
+           'record_for_update', 'rigl_sync_numbers', 'update_truly_sparse_layer', 'update_truly_sparse']
 
 # %% ../nbs/09_truly_sparse.ipynb #824cf3eb
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')
@@ -59,18 +61,81 @@ def _indices_from_flat(flat:Tensor, shape:tuple[int, int], out:dict|None=None)->
     return dict(crow_indices=crow, col_indices=cols, t_crow_indices=tcrow, t_col_indices=torch.index_select(rows, 0, perm, out=tcol),
                 t_perm=perm.to(dt) if tperm is None else tperm.copy_(perm))
 
+# %% ../nbs/09_truly_sparse.ipynb #a7c3e1d0
+_LOW = (torch.float16, torch.bfloat16)
+_any_autocast = getattr(torch._C, '_is_any_autocast_enabled', lambda: True)  # one cheap call rules autocast out on every forward outside it
+
+def _autocast_on(dev:str)->bool:
+    "Whether `torch.autocast` is enabled for device type `dev`"
+    return torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+
+_native_dtypes = {}  # (op, device, dtype) -> whether the backend runs that sparse product in that dtype (probed once)
+
+def _native(op:str, device:torch.device, dtype:torch.dtype)->bool:
+    "Whether sparse product `op` ('mm': CSR × dense, 'sampled': `sampled_addmm`) runs in `dtype` on `device`: tried once on a 2×2 CSR, then cached"
+    key = (op, device, dtype)
+    if key not in _native_dtypes:
+        i = torch.tensor([0, 1, 2], device=device)
+        w = torch.sparse_csr_tensor(i, i[:2], torch.ones(2, device=device, dtype=dtype), (2, 2), check_invariants=False)
+        d = torch.ones(2, 2, device=device, dtype=dtype)
+        try:
+            with torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else contextlib.nullcontext():
+                torch.mm(w, d) if op == 'mm' else torch.sparse.sampled_addmm(w, d, d, beta=0.)
+            _native_dtypes[key] = True
+        except (RuntimeError, NotImplementedError): _native_dtypes[key] = False  # e.g. CPU (MKL) has no half/bfloat16 CSR kernels
+    return _native_dtypes[key]
+
+def _compute_dtype(op:str, t:Tensor)->torch.dtype:
+    "The dtype sparse product `op` runs in for values like `t`: their own, or float32 for half/bfloat16 where the backend lacks it"
+    return torch.float32 if t.dtype in _LOW and not _native(op, t.device, t.dtype) else t.dtype
+
+def _contig(t:Tensor, dtype:torch.dtype)->Tensor:
+    "`t` as a contiguous tensor of `dtype`: one copy at most (none if it is both already)"
+    return t.contiguous() if t.dtype == dtype else t.to(dtype, memory_format=torch.contiguous_format)
+
 # %% ../nbs/09_truly_sparse.ipynb #2c9cb04c
+def _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
+    "`_SparseLinearFunction.forward` for half/bfloat16: the product in the dtype `_compute_dtype` picks, the output in `x`'s"
+    cd = _compute_dtype('mm', values)
+    xt = x.t() if cd != x.dtype else x.t().contiguous()
+    ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)  # in the input's dtype (if the product runs in float32, a view: cast again in backward)
+    vc = values if cd == values.dtype else values.to(cd)
+    y = torch.mm(torch.sparse_csr_tensor(crow, col, vc, shape, check_invariants=False), _contig(xt, cd))
+    return (y if cd == x.dtype else y.to(x.dtype)).t()
+
+def _grads_cast(ctx, g):
+    "`_SparseLinearFunction.backward` for half/bfloat16 or inside an autocast region: each product in the dtype `_compute_dtype` picks, gradients in their tensors' dtypes"
+    xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
+    (o, i), gx, gv, gt = ctx.shape, None, None, None
+    if ctx.needs_input_grad[0]:
+        cd = _compute_dtype('mm', values)
+        gt, vt = _contig(g.t(), cd), values.index_select(0, perm)
+        wt = torch.sparse_csr_tensor(tcrow, tcol, vt if cd == vt.dtype else vt.to(cd), (i, o), check_invariants=False)
+        gx = torch.mm(wt, gt)
+        gx = (gx if cd == g.dtype else gx.to(g.dtype)).t()
+    if ctx.needs_input_grad[1]:
+        cd = _compute_dtype('sampled', values)
+        if gt is None or gt.dtype != cd: gt = _contig(g.t(), cd)
+        res = torch.sparse_csr_tensor(crow, col, values.new_zeros(values.shape, dtype=cd), (o, i), check_invariants=False)
+        gv = torch.sparse.sampled_addmm(res, gt, _contig(xt, cd).t(), beta=0., out=res).values()
+        if cd != values.dtype: gv = gv.to(values.dtype)
+    return gx, gv, None, None, None, None, None, None
+
 class _SparseLinearFunction(torch.autograd.Function):
     "`x Wᵀ` for a CSR `W` given by its values and index buffers; gradients for `x` (transposed CSR) and the values (sampled product)"
     @staticmethod
     def forward(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
+        ctx.shape = shape
+        if values.dtype in _LOW: return _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape)
         xt = x.t().contiguous()  # (in, batch) rows, as both products read them: a copy only for a row-major input (the first layer's), made once
         ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)
-        ctx.shape = shape
         return torch.mm(torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False), xt).t()  # feature-major: the next layer reads it without a copy
 
     @staticmethod
     def backward(ctx, g):
+        if _any_autocast() and _autocast_on(g.device.type):  # a backward inside an autocast region: autocast would cast the CSR operands, so the products pick their dtypes themselves
+            with torch.autocast(g.device.type, enabled=False): return _grads_cast(ctx, g)
+        if g.dtype in _LOW: return _grads_cast(ctx, g)
         xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
         (o, i), gx, gv = ctx.shape, None, None
         gt = g.t().contiguous()  # one copy at most (the last layer's gradient comes row-major from the loss), shared by both products
@@ -166,14 +231,26 @@ def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generat
     return got.to(device)
 
 # %% ../nbs/09_truly_sparse.ipynb #195f77fb
+def _autocast_args(dev:str, *ts:Tensor|None)->list[Tensor|None]:
+    "`ts` as autocast hands them to `nn.Linear`: floating tensors other than float64 cast to the autocast dtype of device type `dev`"
+    dt = torch.get_autocast_dtype(dev)
+    return [t.to(dt) if t is not None and t.is_floating_point() and t.dtype not in (dt, torch.float64) else t for t in ts]
+
 def _forward(self:TrulySparseLinear, x:Tensor)->Tensor:
-    "`x Wᵀ + b` over the last dimension of `x` (any leading dimensions)"
-    x2 = x.reshape(-1, self.in_features)
-    y = _SparseLinearFunction.apply(x2, self.values, self.crow_indices, self.col_indices,
-                                    self.t_crow_indices, self.t_col_indices, self.t_perm, self.shape)
+    "`x Wᵀ + b` over the last dimension of `x` (any leading dimensions); under `torch.autocast`, in its dtype as `nn.Linear`"
+    x2, w, b = x.reshape(-1, self.in_features), self.values, self.bias
+    ac = _any_autocast() and _autocast_on(dev := x.device.type)
+    if ac: x2, w, b = _autocast_args(dev, x2, w, b)
+    if x2.dtype != w.dtype:
+        raise RuntimeError(f"{self!r} got an input of dtype {x2.dtype} and has weights of dtype {w.dtype}: cast the input to the model's dtype "
+                           f"(x.to({w.dtype})), or run the forward under torch.autocast")
+    args = (x2, w, self.crow_indices, self.col_indices, self.t_crow_indices, self.t_col_indices, self.t_perm, self.shape)
+    if ac:
+        with torch.autocast(dev, enabled=False): y = _SparseLinearFunction.apply(*args)  # autocast would cast the CSR operand: the function picks dtypes itself
+    else: y = _SparseLinearFunction.apply(*args)
     if self.record and y.requires_grad:  # every forward of an update step (micro-batches of gradient accumulation too) adds its input and, in backward, its output gradient
         slot = [x2.detach(), None]; self.__dict__.setdefault('_rec', []).append(slot); y.register_hook(_KeepGradOutput(slot))
-    if self.bias is not None: y = y + self.bias
+    if b is not None: y = y + b
     return y.reshape(*x.shape[:-1], self.out_features)
 
 TrulySparseLinear.forward = _forward
@@ -223,9 +300,33 @@ def _mask(self:TrulySparseLinear)->Tensor:
 TrulySparseLinear.from_dense, TrulySparseLinear.flat = classmethod(_from_dense), _flat
 TrulySparseLinear.to_dense, TrulySparseLinear.mask = _to_dense, _mask
 
+# %% ../nbs/09_truly_sparse.ipynb #5d1e0c7a
+_linear = LinearSpec('weight', 'out_in', 'bias', True)  # what a TrulySparseLinear built directly stands for
+
+def _orig_spec(m:TrulySparseLinear)->LinearSpec:
+    "The `LinearSpec` of the layer that `m` replaced (`nn.Linear`'s for a layer built directly)"
+    o = m.__dict__.get('_orig')
+    return o[2] if o is not None else _linear
+
+@torch.no_grad()
+def _dense_keys_to_sparse(module:TrulySparseLinear, state_dict:dict, prefix:str):
+    "Rewrite, in `state_dict`, a checkpoint of the layer `module` replaced (`weight` in its layout, with or without `weight_mask`) as values and indices"
+    s = _orig_spec(module)
+    w = state_dict.get(prefix + s.weight)
+    if w is None or prefix + 'values' in state_dict: return
+    mask = state_dict.pop(prefix + f'{s.weight}_mask', None)
+    del state_dict[prefix + s.weight]
+    if s.layout == 'in_out': w, mask = w.t(), None if mask is None else mask.t()
+    if tuple(w.shape) != module.shape:
+        raise RuntimeError(f"`{prefix}{s.weight}` has shape {tuple(w.shape)} in layout {s.layout!r}, and the layer it loads into is {module.shape[0]} × {module.shape[1]} (out × in)")
+    flat = (module.mask() if mask is None else mask.to(device=module.values.device, dtype=torch.bool)).reshape(-1).nonzero().squeeze(1)  # no mask: the layer's positions, as its masked twin would re-mask
+    state_dict[prefix + 'values'] = w.reshape(-1).index_select(0, flat.to(w.device))
+    state_dict.update({prefix + k: v for k, v in _indices_from_flat(flat, module.shape).items()})
+
 # %% ../nbs/09_truly_sparse.ipynb #cb2f3e77
 def _load_from_state_dict(self:TrulySparseLinear, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     "Load values and indices of any number of active weights (a topology update or redistribution changes the count)"
+    _dense_keys_to_sparse(self, state_dict, prefix)  # a checkpoint of the layer it replaced (dense `weight`, `weight_mask`) loads too
     with torch.no_grad():
         v = state_dict.get(prefix + 'values')
         if v is not None and v.shape != self.values.shape: self.values.data = self.values.new_empty(v.shape)
@@ -245,14 +346,9 @@ def _getstate(self:TrulySparseLinear)->dict:
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
 # %% ../nbs/09_truly_sparse.ipynb #6a4fc084
-_replaced_weights = {}  # id -> weakref of the dense weights of converted layers: an optimizer holding one was created before `truly_sparse`
-
-def _mark_replaced(p:Tensor):
-    "Remember dense weight `p` (until it is freed) as replaced by a truly sparse layer"
-    _replaced_weights[id(p)] = weakref.ref(p, lambda r, k=id(p), d=_replaced_weights: d.pop(k, None))
 def _was_replaced(p:Tensor)->bool:
-    r = _replaced_weights.get(id(p))
-    return r is not None and r() is p
+    "Whether parameter `p` belonged to a layer that `truly_sparse` or `masked_dense` replaced (and still lives, e.g. in an old optimizer)"
+    return _replaced_by(p) is not None
 
 def _parents(model:nn.Module)->dict[int, list[tuple[nn.Module, str]]]:
     "Every (parent, attribute name) under which each submodule of `model` appears"
@@ -279,29 +375,124 @@ def _refresh_enforcer(model:nn.Module, dropped:list[nn.Module]=(), added:list[nn
     keep += [m.register_load_state_dict_post_hook(_MaskAfterLoad()) for m in added]
     enf.handles, enf.params, enf._opts = keep, masked_params(model), weakref.WeakKeyDictionary()
 
+# %% ../nbs/09_truly_sparse.ipynb #8ee4cee8
+_module_keys = set(nn.Module().__dict__) | {'_fastsparse_load_hooks', '_sparse_enforcer'}  # nn.Module's machinery and fastsparse's markers
+
+def _plain_attrs(m:nn.Module, spec:LinearSpec)->dict:
+    "What rebuilding layer `m` needs besides its tensors: its own attributes (`in_features`, Conv1D's `nf` and `nx`, ...)"
+    return {k: v for k, v in m.__dict__.items() if k not in _module_keys and k != f'{spec.weight}_sparsity'}
+
+@torch.no_grad()
+def _to_truly_sparse(m:nn.Module, spec:LinearSpec)->TrulySparseLinear:
+    "A `TrulySparseLinear` computing what masked linear layer `m` computes; it keeps `m`'s bias Parameter (a shared bias stays shared) and what rebuilding `m` needs"
+    w, mask = getattr(m, spec.weight), getattr(m, f'{spec.weight}_mask')
+    if spec.layout == 'in_out': w, mask = w.t(), mask.t()
+    new = TrulySparseLinear.from_dense(w, mask)
+    if spec.bias is not None and getattr(m, spec.bias, None) is not None: new.bias = getattr(m, spec.bias)  # the same Parameter
+    new.__dict__['_orig'] = (type(m), _plain_attrs(m, spec), spec)
+    return new.train(m.training)
+
+@torch.no_grad()
+def _from_truly_sparse(m:TrulySparseLinear)->nn.Module:
+    "The masked-dense layer of the type `m` replaced (`nn.Linear` for a layer built directly): weight in its layout, bool `<weight>_mask`, `m`'s bias Parameter"
+    cls, attrs, s = m.__dict__.get('_orig') or (nn.Linear, dict(in_features=m.in_features, out_features=m.out_features), _linear)
+    new = cls.__new__(cls); nn.Module.__init__(new)
+    new.__dict__.update(attrs)
+    w, mask = m.to_dense(), m.mask()
+    if s.layout == 'in_out': w, mask = w.t().contiguous(), mask.t().contiguous()
+    new.register_parameter(s.weight, nn.Parameter(w))
+    if s.bias is not None: new.register_parameter(s.bias, m.bias)
+    new.register_buffer(f'{s.weight}_mask', mask)
+    setattr(new, f'{s.weight}_sparsity', m.sparsity)
+    _add_load_hooks(new)
+    return new.train(m.training)
+
+# %% ../nbs/09_truly_sparse.ipynb #4222bfde
+def _why_not(m:nn.Module, n:str, holders:dict, read_by_parent:set)->str|None:
+    "Why masked weight `n` of layer `m` cannot become a `TrulySparseLinear`: 'kind' (not a linear layer), 'forward', 'tied', 'extra'; None if it can"
+    s = linear_spec(m)
+    if s is None or s.weight != n or id(m) in read_by_parent: return 'kind'  # convolutions, attention, recurrent layers, embeddings; MultiheadAttention's out_proj
+    if not s.computes_linear: return 'forward'
+    if len(holders.get(id(getattr(m, n)), [])) > 1: return 'tied'
+    b = getattr(m, s.bias, None) if s.bias is not None else None
+    if _extras(m, n, s) or not (b is None or isinstance(b, nn.Parameter)): return 'extra'
+    return None
+
+def _extras(m:nn.Module, n:str, s:LinearSpec)->list[str]:
+    "Parameters, buffers and submodules of `m` other than its weight, mask and bias: a `TrulySparseLinear` would lose them"
+    return [k for d in (m._parameters, m._buffers, m._modules) for k in d if k not in (n, f'{n}_mask', s.bias)]
+
+def _refusal(kind:str, bad:list, holders:dict, names:dict, converting:bool=True)->str:
+    "The error message for layers that `truly_sparse` cannot convert, naming each"
+    where = [f"{names[id(m)]} ({type(m).__module__}.{type(m).__qualname__})" for m, n in bad]
+    if kind == 'forward':
+        return (f"{where}: these layers derive from a linear layer but define their own `forward`, so fastsparse cannot know that they compute "
+                "`x @ W.T + b`. If they do, declare it once: register_linear_like(TheirType, computes_linear=True); otherwise leave them "
+                "masked-dense by passing the layers to convert in `modules=`")
+    if kind == 'tied':
+        uses = [f"`{names[id(m)]}.{n}` is also used by {[f'{mn}.{a}'.lstrip('.') for mn, h, a in holders[id(getattr(m, n))] if h is not m]}" for m, n in bad]
+        if not converting: return (f"{'; '.join(uses)}: a TrulySparseLinear cannot share its weight with another layer, so these layers stay "
+                                   "masked-dense (the tie and its one mask are kept). To convert them, untie the weights before sparsify_model "
+                                   "(e.g. HF: config.tie_word_embeddings=False)")
+        return (f"{'; '.join(uses)}: a TrulySparseLinear cannot share its weight with another layer, so converting would untie them. Leave "
+                "these layers masked-dense (leave them out of `modules=`; the tie and its one mask are kept), or untie the weights before "
+                "sparsify_model (e.g. HF: config.tie_word_embeddings=False)")
+    if kind == 'extra':
+        return (f"{where}: besides their weight and bias these layers hold {sorted({k for m, n in bad for k in _extras(m, n, linear_spec(m))}) or 'a bias that is not a Parameter'}, "
+                "which a TrulySparseLinear would drop; leave them masked-dense (pass the layers to convert in `modules=`)")
+    return (f"{where}: only linear layers convert (nn.Linear, HF Conv1D, layers declared with register_linear_like(..., computes_linear=True)); "
+            "convolution, attention (MultiheadAttention and its out_proj) and recurrent layers stay masked-dense")
+
 # %% ../nbs/09_truly_sparse.ipynb #4809c561
 def truly_sparse(
     model_or_learner, # a model sparsified with `sparsify_model` (or a fastai `Learner` of one)
-    modules:list[nn.Module]|None=None, # only convert these layers (each must be a masked `nn.Linear`); default: every masked `nn.Linear`
+    modules:list[nn.Module]|None=None, # only convert these layers (each a masked linear layer); default: every masked linear layer that can convert
 )->nn.Module:
-    "Replace every masked `nn.Linear` of the model by a `TrulySparseLinear` in place and return the model; other masked layers stay masked-dense"
+    "Replace every masked linear layer (nn.Linear, HF Conv1D, declared ones) of the model by a `TrulySparseLinear` in place and return the model; other masked layers stay masked-dense"
     model = unwrap_model(_model_of(model_or_learner))
+    _refuse_sharded(model, 'truly_sparse')
     masked = masked_params(model)
     if not masked and not truly_sparse_layers(model): raise ValueError("`model_or_learner` has no weight masks: call `sparsify_model` first")
-    ids = {id(m) for m, n in masked if n == 'weight' and type(m) is nn.Linear}
-    if modules is None: todo = list({id(m): m for m, n in masked if id(m) in ids}.values())
+    holders, names = _holders(model), {id(m): n for n, m in model.named_modules()}
+    mha = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}  # MultiheadAttention reads its out_proj's weight itself
+    why = {id(m): (m, n, _why_not(m, n, holders, mha)) for m, n in masked}
+    if modules is None:
+        for kind in ('forward', 'extra'):
+            if bad := [(m, n) for m, n, k in why.values() if k == kind]: raise TypeError(_refusal(kind, bad, holders, names))
+        if tied := [(m, n) for m, n, k in why.values() if k == 'tied']:
+            warnings.warn(_refusal('tied', tied, holders, names, converting=False), stacklevel=2)
+        todo = [m for m, n, k in why.values() if k is None]
     else:
         todo = list(modules)
-        for m in todo:
-            if id(m) not in ids: raise TypeError(f"`modules` may only hold masked `nn.Linear` layers of the model; got {type(m).__name__}"
-                                                 f"{'' if type(m) is nn.Linear else ' (only plain nn.Linear converts: attention and convolution layers stay masked-dense)'}")
-    if not todo and not truly_sparse_layers(model): raise ValueError("`model_or_learner` has no masked `nn.Linear` layer to convert")
+        if bad := [m for m in todo if id(m) not in why]:
+            raise TypeError(f"`modules` may only hold masked layers of the model; {[names.get(id(m), type(m).__name__) for m in bad]} are not")
+        for kind in ('kind', 'forward', 'tied', 'extra'):
+            if bad := [why[id(m)][:2] for m in todo if why[id(m)][2] == kind]: raise TypeError(_refusal(kind, bad, holders, names))
+    if not todo and not truly_sparse_layers(model):
+        raise ValueError("`model_or_learner` has no masked linear layer to convert (nn.Linear, HF Conv1D, or declared with register_linear_like(..., computes_linear=True))")
     parents = _parents(model)
     for m in todo:
-        _replace(model, m, TrulySparseLinear.from_dense(m.weight, m.weight_mask, m.bias), parents)
-        _mark_replaced(m.weight)
+        s = linear_spec(m)
+        _replace(model, m, _to_truly_sparse(m, s), parents)
+        _mark_replaced(getattr(m, s.weight), 'truly_sparse', names[id(m)])
     _refresh_enforcer(model, dropped=todo)
+    if not isinstance(model_or_learner, nn.Module): _drop_stale_opt(model_or_learner)
     return model
+
+# %% ../nbs/09_truly_sparse.ipynb #c4e8a2f7
+def _has_state(opt)->bool:
+    "Whether optimizer `opt` (torch, fastai `Optimizer` or `OptimWrapper`) keeps a tensor (momentum, moments) for some parameter"
+    st = getattr(getattr(opt, 'opt', opt), 'state', None) or {}
+    return any(isinstance(v, Tensor) for s in st.values() if isinstance(s, dict) for v in s.values())
+
+def _drop_stale_opt(learn):
+    "Drop the optimizer of fastai `Learner` `learn` if it holds weights `truly_sparse` replaced (the next `fit` builds one for the converted model); warn if it kept state"
+    opt = getattr(learn, 'opt', None)
+    if opt is None or not hasattr(learn, 'create_opt') or not any(_was_replaced(p) for p in _opt_params(getattr(opt, 'opt', opt))): return
+    if _has_state(opt):
+        warnings.warn("truly_sparse dropped the learner's optimizer, which trained the dense weights it replaced, and with it the optimizer's state "
+                      "(momentum, Adam moments) of every parameter: the next fit starts a new optimizer from zero state", stacklevel=3)
+    learn.opt = None
 
 # %% ../nbs/09_truly_sparse.ipynb #c87f1b46
 def truly_sparse_layers(model:nn.Module)->list[TrulySparseLinear]:
@@ -312,18 +503,15 @@ def truly_sparse_layers(model:nn.Module)->list[TrulySparseLinear]:
 def masked_dense(
     model_or_learner, # a model with `TrulySparseLinear` layers
 )->nn.Module:
-    "Replace every `TrulySparseLinear` of the model by a masked-dense `nn.Linear` (`weight` and bool `weight_mask` buffer) in place and return the model"
+    "Replace every `TrulySparseLinear` of the model by the masked-dense layer it was (`nn.Linear`, HF `Conv1D`, ...: weight in its layout and bool `<weight>_mask` buffer) in place and return the model"
     model = unwrap_model(_model_of(model_or_learner))
     todo = truly_sparse_layers(model)
     if not todo: raise ValueError("`model_or_learner` has no TrulySparseLinear layer: nothing to convert back")
-    parents, added = _parents(model), []
+    parents, added, names = _parents(model), [], {id(m): n for n, m in model.named_modules()}
     for m in todo:
-        lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.values.device, dtype=m.values.dtype)
-        lin.weight.copy_(m.to_dense())
-        if m.bias is not None: lin.bias.copy_(m.bias)
-        lin.register_buffer('weight_mask', m.mask())
-        lin.weight_sparsity = m.sparsity
-        _replace(model, m, lin, parents); added.append(lin)
+        new = _from_truly_sparse(m)
+        _replace(model, m, new, parents); added.append(new)
+        _mark_replaced(m.values, 'masked_dense', names[id(m)])
     _refresh_enforcer(model, added=added)
     return model
 
@@ -336,12 +524,10 @@ def check_optimizer(
     model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
     opt, # the optimizer that trains it
 ):
-    "Raise if `opt` was created before `truly_sparse(model)` (it holds a converted dense weight) or does not train a layer's `values`"
+    "Raise if `opt` was created before `truly_sparse(model)` or `masked_dense(model)` (it holds a replaced parameter) or does not train a layer's `values`"
     layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
-    ps = list(_opt_params(getattr(opt, 'opt', opt)))
-    if any(_was_replaced(p) for p in ps):
-        raise ValueError("the optimizer holds dense weights that `truly_sparse` replaced: create the optimizer after truly_sparse(model)")
-    ids = {id(p) for p in ps}
+    _refuse_replaced(opt)
+    ids = {id(p) for p in _opt_params(getattr(opt, 'opt', opt))}
     for l in layers:
         if id(l.values) not in ids:
             raise ValueError(f"the optimizer does not train the values of {l!r}: create the optimizer after truly_sparse(model) "
@@ -379,25 +565,29 @@ def _recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor]:
     rec = [(x, g) for x, g in layer.__dict__.get('_rec', ()) if g is not None]
     if not rec:
         raise RuntimeError("RigL growth of a TrulySparseLinear needs the input and output gradient of the update step: call "
-                           "record_for_update(model) before that step's forward, then backward, then the update")
+                           "record_for_update(model) before that step's forward, then backward, then the update (the wrapper and the callback do this "
+                           "for you; a resumed run must load their state_dict before its first step)")
     return rec[0] if len(rec) == 1 else (torch.cat([x for x, _ in rec]), torch.cat([g for _, g in rec]))
 
-def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor)->Tensor:
-    "Flat |dense gradient| `gᵀ x` of output rows [r0, r1), -1 at excluded positions, NaN as -0.5 (grown last)"
+def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor, reduce:bool=False)->Tensor:
+    "Flat |dense gradient| `gᵀ x` of output rows [r0, r1) (summed over the ranks if `reduce`), -1 at excluded positions, NaN as -0.5 (grown last)"
     i = x.shape[1]
-    s = (g[:, r0:r1].t() @ x).abs_().view(-1)
+    s = g[:, r0:r1].t() @ x
+    if reduce: dist.all_reduce(s)  # data-parallel ranks: the block of the whole global batch's dense gradient (see `_global_recorded`)
+    s = s.abs_().view(-1)
     s.index_fill_(0, _excluded_in(excl, r0 * i, r1 * i) - r0 * i, -1.)
     return torch.nan_to_num_(s, nan=-0.5)
 
 @torch.no_grad()
 def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:int)->Tensor:
     "Sorted flat positions of the `k` largest |dense gradient| outside sorted `excl`, computed over blocks of output rows with a running top-k"
-    x, g = _recorded(layer)
+    x, g, reduce = _global_recorded(layer)
+    x, g = (t if t.dtype in (torch.float32, torch.float64) else t.float() for t in (x, g))  # half/bfloat16 recordings: the blocks in float32
     best_v, best_i = x.new_empty(0), excl.new_empty(0)
     rb = max(1, block_size // layer.in_features)
     for r0 in range(0, layer.out_features, rb) if k else []:
         r1 = min(layer.out_features, r0 + rb)
-        s = _block_scores(x, g, r0, r1, excl)
+        s = _block_scores(x, g, r0, r1, excl, reduce)
         if best_i.numel() < k: sel = _select(s, None, s.numel(), min(k, s.numel()), largest=True, fresh=True)  # ranking leaves these scores as they are
         else: sel = torch.nonzero(s > best_v.min()).squeeze(1)  # only what beats the current k-th best
         best_v, best_i = torch.cat([best_v, s.index_select(0, sel)]), torch.cat([best_i, sel + r0 * layer.in_features])
@@ -406,6 +596,73 @@ def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:in
             t = _select(best_v, None, best_v.numel(), k, largest=True)
             best_v, best_i = best_v.index_select(0, t), best_i.index_select(0, t)
     return best_i.sort().values
+
+# %% ../nbs/09_truly_sparse.ipynb #a5f19845
+import torch.distributed as dist
+from .engine import _dist_on
+
+def _dp_world()->int:
+    "Ranks of the initialised default process group (1 without one): fastsparse treats them as data-parallel replicas"
+    return dist.get_world_size() if _dist_on() else 1
+
+def rigl_sync_numbers(
+    in_features:int, # the layer's input size
+    out_features:int, # the layer's output size
+    rows:int, # rows (batch items, over all micro-batches) recorded on the rank with the most
+    world:int, # data-parallel ranks
+)->dict:
+    "Numbers in the result of each way to form RigL's global dense gradient of a truly sparse layer (all-reduce of `gᵀ x`, all-gather of `x` and `g`), and the smaller"
+    red, gat = out_features * in_features, world * rows * (in_features + out_features)
+    return dict(all_reduce=red, all_gather=gat, use='all_gather' if gat <= red else 'all_reduce')
+
+def _gather_rows(t:Tensor, ns:list[int])->Tensor:
+    "Rank-ordered concatenation of every rank's `t` (`ns[r]` rows on rank `r`), through one all-gather of rows padded to the longest (a contiguous copy)"
+    pad = t.new_zeros(max(ns), *t.shape[1:]); pad[:t.shape[0]] = t
+    parts = [torch.empty_like(pad) for _ in ns]
+    dist.all_gather(parts, pad)
+    return torch.cat([p[:n] for p, n in zip(parts, ns)])
+
+def _global_recorded(layer:TrulySparseLinear)->tuple[Tensor, Tensor, bool]:
+    "(inputs, output gradients, reduce) giving the global batch's dense gradient: local rows to all-reduce block by block, or every rank's rows gathered"
+    world = _dp_world()
+    if world == 1: return *_recorded(layer), False
+    rec = [x for x, g in layer.__dict__.get('_rec', ()) if g is not None]
+    n = torch.tensor([sum(x.shape[0] for x in rec)], device=layer.values.device)
+    ns = [torch.empty_like(n) for _ in range(world)]
+    dist.all_gather(ns, n)  # every rank decides the same way, and no rank waits alone in a collective
+    ns = torch.cat(ns).tolist()
+    if 0 in ns: raise RuntimeError(f"RigL growth of {layer!r} in a {world}-process run: rank(s) {[r for r, k in enumerate(ns) if not k]} recorded no "
+                                   "input and output gradient of the update step: every rank must call record_for_update(model) before the step's forward, "
+                                   "then run its forward and backward (the wrapper and the callback do this for you)")
+    x, g = _recorded(layer)
+    how = layer.rigl_sync
+    if how not in ('auto', 'all_reduce', 'all_gather'): raise ValueError(f"`rigl_sync` of {layer!r} must be 'auto', 'all_reduce' or 'all_gather', got {how!r}")
+    if how == 'auto': how = rigl_sync_numbers(layer.in_features, layer.out_features, max(ns), world)['use']
+    if how == 'all_reduce': return x, g, True
+    return _gather_rows(x, ns), _gather_rows(g, ns), False
+
+TrulySparseLinear.rigl_sync = 'auto'  # how data-parallel RigL forms the global dense gradient: 'auto' (fewer numbers moved), 'all_reduce', 'all_gather'
+
+def _fingerprint(layer:TrulySparseLinear, chunk:int=2**20)->Tensor:
+    "Three int64 numbers that differ, but for a vanishing chance, when the layer's positions or the bits of its values differ (int64 temporaries of `chunk` entries at most)"
+    flat, v = _flat_now(layer, _index_dtype(layer.numel)), layer.values.detach().reshape(-1)
+    bits = v.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[v.element_size()])
+    fp = torch.zeros(3, dtype=torch.int64, device=v.device)
+    for a in range(0, flat.numel(), chunk):  # sums wrap around in int64: still the same on every rank for the same layer
+        f, b = flat[a:a + chunk].long(), bits[a:a + chunk].long()
+        fp += torch.stack([f.sum(), (f * (f % 65521 + 1)).sum(), (b * (torch.arange(a, a + b.numel(), device=v.device) % 65521 + 1)).sum()])
+    return fp
+
+def _check_replicas(layer:TrulySparseLinear):
+    "In a multi-process run, raise on every rank if the ranks hold different positions or values of `layer` (one small all-reduce)"
+    if _dp_world() == 1: return
+    fp = _fingerprint(layer)
+    both = torch.cat([fp, -fp]); dist.all_reduce(both, op=dist.ReduceOp.MAX)  # max and -min of each number
+    if torch.equal(both[:3], -both[3:]): return
+    what = ' and '.join(w for w, d in (('positions', not torch.equal(both[:2], -both[3:5])), ('values', both[2] != -both[5])) if d)
+    raise RuntimeError(f"after a topology update the ranks hold different {what} of {layer!r}: the data-parallel replicas diverged. "
+                       "Give every rank the same `seed` (or None: drawn on rank 0 and shared), keep the model in DistributedDataParallel "
+                       "(fastsparse treats every rank of an initialised process group as a replica), and sparsify before wrapping it")
 
 # %% ../nbs/09_truly_sparse.ipynb #323f4daf
 def _keep_highest(scores:Tensor, k:int)->Tensor:
@@ -499,6 +756,7 @@ def update_truly_sparse_layer(
         new_flat, src = _merge(kept_flat, grown, kept, n)
     _rebuild(layer, new_flat, src, opt)
     layer._rec = []
+    _check_replicas(layer)  # data-parallel ranks: identical positions and values, or a clear error
     return (flat.masked_select(~keep).long(), grown.long()) if positions else None
 
 # %% ../nbs/09_truly_sparse.ipynb #94868254
@@ -535,3 +793,11 @@ def _set_record(self:TrulySparseLinear, on:bool):
 
 TrulySparseLinear.topology_update, TrulySparseLinear.needs_record, TrulySparseLinear.set_record = _topology_update, _needs_record, _set_record
 TrulySparseLinear.block_size = 2**22
+
+# %% ../nbs/09_truly_sparse.ipynb #e6a1c4b9
+def _clear_record(self:TrulySparseLinear):
+    "Forget the recordings whose backward is done, keep recording: the gradients they explain are being zeroed (their step was skipped, e.g. by a gradient scaler's overflow)"
+    rec = self.__dict__.get('_rec')
+    if rec: self._rec = [s for s in rec if s[1] is None]  # a forward whose backward is still to come (zero_grad between forward and backward) stays
+
+TrulySparseLinear.clear_record = _clear_record

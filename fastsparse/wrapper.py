@@ -16,6 +16,8 @@ from .schedule import DropGrowSchedule, cosine_sched, constant_sched, check_sche
 __all__ = ['DynamicSparseTrainingOptimizerWrapper']
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
+def _noop(): pass
+
 class DynamicSparseTrainingOptimizerWrapper:
     "Wraps a torch optimizer: every `batches_per_update` steps, `step()` updates the sparse topology (SET, SNFS, RigL)"
     def __init__(self,
@@ -49,7 +51,10 @@ class DynamicSparseTrainingOptimizerWrapper:
     def param_groups(self): return self.opt.param_groups
     @property
     def state(self): return self.opt.state
-    def zero_grad(self, set_to_none:bool=True): self.opt.zero_grad(set_to_none=set_to_none)
+    def zero_grad(self, set_to_none:bool=True):
+        "Zero the optimizer's gradients, and forget what truly sparse layers recorded for a step that did not happen (`clear_record`)"
+        self.opt.zero_grad(set_to_none=set_to_none)
+        for l in self.engine.layers: getattr(l, 'clear_record', _noop)()
     def __repr__(self): return f"DynamicSparseTrainingOptimizerWrapper({type(self.opt).__name__}, step {self.n_step}, {self.n_updates} updates)"
 
 # %% ../nbs/04_pytorch.ipynb #739e843f
@@ -65,6 +70,7 @@ DynamicSparseTrainingOptimizerWrapper.step = _wrapper_step
 # %% ../nbs/04_pytorch.ipynb #b306f48c
 def _wrapper_state_dict(self:DynamicSparseTrainingOptimizerWrapper)->dict:
     "Optimizer state, schedule position and record, RNG state and masks: plain tensors and numbers (`torch.load(weights_only=True)` works)"
+    self.engine.check_current()
     names = {id(m): n for n, m in self.model.named_modules()}
     return dict(opt=self.opt.state_dict(), **self.schedule.state_dict(), generator=self.engine.generator.get_state(),
                 masks={f"{names[id(m)]}.{n}_mask".lstrip('.'): getattr(m, f'{n}_mask').clone() for m, n in self.engine.params})
@@ -80,6 +86,7 @@ def _wrapper_load_state_dict(self:DynamicSparseTrainingOptimizerWrapper, sd:dict
             if k not in bufs: raise KeyError(f"`state_dict` has mask {k!r} that the model lacks: was it sparsified the same way?")
             bufs[k].copy_(v)
     apply_masks(self.model)
+    self.schedule.prepare(self.engine)  # resumed before an update step: truly sparse RigL records that step's forward
 
 DynamicSparseTrainingOptimizerWrapper.state_dict = _wrapper_state_dict
 DynamicSparseTrainingOptimizerWrapper.load_state_dict = _wrapper_load_state_dict
