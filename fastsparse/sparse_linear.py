@@ -149,9 +149,9 @@ class _SparseLinearFunction(torch.autograd.Function):
 
 # %% ../nbs/09_truly_sparse.ipynb #6e0dfd82
 class _KeepGradOutput:
-    "Tensor hook that stores the gradient of a layer's output next to the input its forward recorded (for RigL's dense gradient on an update step)"
-    def __init__(self, slot:list): self.slot = slot  # [input, output gradient]
-    def __call__(self, g): self.slot[1] = g.detach()
+    "Tensor hook that adds one forward's input and its output gradient to a layer's record when that gradient arrives (RigL's dense gradient on an update step)"
+    def __init__(self, rec:list, x:Tensor): self.rec, self.x = rec, x  # the layer's record (list of [input, output gradient]), this forward's input
+    def __call__(self, g): self.rec.append([self.x, g.detach()])
 
 # %% ../nbs/09_truly_sparse.ipynb #9053ada2
 class TrulySparseLinear(nn.Module):
@@ -248,8 +248,8 @@ def _forward(self:TrulySparseLinear, x:Tensor)->Tensor:
     if ac:
         with torch.autocast(dev, enabled=False): y = _SparseLinearFunction.apply(*args)  # autocast would cast the CSR operand: the function picks dtypes itself
     else: y = _SparseLinearFunction.apply(*args)
-    if self.record and y.requires_grad:  # every forward of an update step (micro-batches of gradient accumulation too) adds its input and, in backward, its output gradient
-        slot = [x2.detach(), None]; self.__dict__.setdefault('_rec', []).append(slot); y.register_hook(_KeepGradOutput(slot))
+    if self.record and y.requires_grad:  # every forward of an update step whose output gets a gradient (micro-batches of gradient accumulation too) adds its input and that gradient
+        y.register_hook(_KeepGradOutput(self.__dict__.setdefault('_rec', []), x2.detach()))  # kept by the hook until backward: a forward whose output never gets one (non-reentrant checkpointing's recomputation) keeps nothing
     if b is not None: y = y + b
     return y.reshape(*x.shape[:-1], self.out_features)
 
@@ -798,6 +798,6 @@ TrulySparseLinear.block_size = 2**22
 def _clear_record(self:TrulySparseLinear):
     "Forget the recordings whose backward is done, keep recording: the gradients they explain are being zeroed (their step was skipped, e.g. by a gradient scaler's overflow)"
     rec = self.__dict__.get('_rec')
-    if rec: self._rec = [s for s in rec if s[1] is None]  # a forward whose backward is still to come (zero_grad between forward and backward) stays
+    if rec: rec.clear()  # in place: a forward whose backward is still to come (zero_grad between forward and backward) adds its pair to this list when its gradient arrives
 
 TrulySparseLinear.clear_record = _clear_record
