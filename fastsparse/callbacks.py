@@ -133,6 +133,7 @@ DynamicSparseTrainingCallback.steps_per_epoch = property(lambda self: max(1, sel
 class DensityMonitor(Callback):
     "Record the fraction of active (unmasked) weights at every training batch: per-epoch means and the mean over training"
     order, run_valid = 25, False
+    def __init__(self): super().__init__()  # no arguments (fastai's `Callback.__init__` takes one per event, which show_doc would list)
     def before_fit(self): self._new_fit = True  # validate()/get_preds() fire before_fit too: reset at the first training epoch
     def before_train(self):
         if getattr(self, '_new_fit', True):

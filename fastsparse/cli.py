@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys, json
 from typing import Annotated
 from fastcore.script import call_parse, anno_parser
+from . import __version__
 from .report import format_sparse_report
 from .experiment import train_one, models, methods, distributions, optimizers
 from .replicate import replicate
@@ -55,10 +56,11 @@ def train(
 commands = dict(train=train, replicate=replicate)
 
 def main():
-    "Entry point of the `fastsparse` console script: `fastsparse COMMAND [options]`"
+    "Entry point of the `fastsparse` console script: `fastsparse COMMAND [options]`, or `fastsparse --version`"
     args = sys.argv[1:]
+    if args and args[0] in ('-V', '--version'): return print(f"fastsparse {__version__}")
     if not args or args[0] in ('-h', '--help') or args[0] not in commands:
-        print(f"usage: fastsparse {{{','.join(commands)}}} [options]\n  fastsparse COMMAND --help  for the options of COMMAND")
+        print(f"usage: fastsparse {{{','.join(commands)}}} [options]\n  fastsparse COMMAND --help  for the options of COMMAND\n  fastsparse --version")
         if args and args[0] not in ('-h', '--help'): sys.exit(f"fastsparse: unknown command {args[0]!r}")
         return
     f = commands[args[0]]
