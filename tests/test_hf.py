@@ -192,3 +192,16 @@ def test_load_masks_formats(tmp_path):
     for m, m2 in zip(weights_and_masks(model)[1], weights_and_masks(other)[1]): assert torch.equal(m, m2)
     assert all(abs(getattr(m, f'{n}_sparsity') - (1 - int(getattr(m, f'{n}_mask').sum()) / getattr(m, n).numel())) < 1e-12 for m, n in masked_params(other))
     for w, m in zip(*weights_and_masks(other)): assert not w[~m].any()
+
+def test_load_masks_from_hub_cache(tmp_path, monkeypatch):
+    "A Hub repo id resolves through the Hugging Face cache (here a local one, offline), sharded checkpoints included"
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    model = bert()
+    sparsify_model(model, 0.9)
+    snap = tmp_path/'cache'/'models--fastsparse--tiny-bert'/'snapshots'/('0' * 40)
+    model.save_pretrained(snap, max_shard_size='30KB')
+    (snap.parents[1]/'refs').mkdir(); (snap.parents[1]/'refs'/'main').write_text('0' * 40)
+    assert (snap/'model.safetensors.index.json').exists()
+    loaded = sparse_from_pretrained(BertForMaskedLM, 'fastsparse/tiny-bert', cache_dir=tmp_path/'cache', local_files_only=True)
+    for m, m2 in zip(weights_and_masks(model)[1], weights_and_masks(loaded)[1]): assert torch.equal(m, m2)
+    with pytest.raises(FileNotFoundError, match='Hub repo'): load_masks(bert(), 'fastsparse/no-such-model', cache_dir=tmp_path/'cache', local_files_only=True)
