@@ -15,8 +15,8 @@ try:
     from transformers import TrainerCallback
 except ImportError as e:
     raise ImportError("fastsparse.hf is the Hugging Face integration and needs transformers (and accelerate): pip install 'fastsparse[hf]'") from e
-from .core import (sparsify_model, uniform_sparsity, masked_params, apply_masks, unwrap_model, MaskEnforcer, _add_load_hooks,
-                             sparsity_from_tensor, _enforce_modes)
+from .core import sparsify_model, uniform_sparsity, masked_params, apply_masks, unwrap_model, sparsity_from_tensor
+from .core import MaskEnforcer, _add_load_hooks, _enforce_modes
 from .schedule import presets
 from .wrapper import DynamicSparseTrainingOptimizerWrapper
 from .sparse_linear import TrulySparseLinear, truly_sparse_layers, check_optimizer

@@ -64,7 +64,8 @@ def _wrapper_step(self:DynamicSparseTrainingOptimizerWrapper, step:int|None=None
     "Take an optimizer step, or update the topology at every `batches_per_update`-th step (then skip the step if `skip_step_on_update`)"
     if callable(step): step, closure = None, step  # torch's convention `step(closure)`, as GradScaler and accelerate call it
     if pct_train is None and not self.schedule.total_steps:
-        raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is")
+        raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is "
+                         "(in a Hugging Face Trainer: add fastsparse.hf.DynamicSparseTrainerCallback, which passes `max_steps`)")
     if self.schedule.advance(self.engine, self.opt, step, pct_train) is not None and self.skip_step_on_update: return None
     return self.opt.step(closure) if closure is not None else self.opt.step()
 
