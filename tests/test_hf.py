@@ -205,3 +205,19 @@ def test_load_masks_from_hub_cache(tmp_path, monkeypatch):
     loaded = sparse_from_pretrained(BertForMaskedLM, 'fastsparse/tiny-bert', cache_dir=tmp_path/'cache', local_files_only=True)
     for m, m2 in zip(weights_and_masks(model)[1], weights_and_masks(loaded)[1]): assert torch.equal(m, m2)
     with pytest.raises(FileNotFoundError, match='Hub repo'): load_masks(bert(), 'fastsparse/no-such-model', cache_dir=tmp_path/'cache', local_files_only=True)
+
+def test_ddp_ranks_agree(tmp_path):
+    "Two CPU processes (torchrun, gloo): SET and RigL through the Trainer under DDP end with identical masks and weights on both ranks"
+    import os, socket, subprocess, sys
+    from pathlib import Path
+    with socket.socket() as sk: sk.bind(('127.0.0.1', 0)); port = sk.getsockname()[1]  # torchrun's --master_port 0 hangs its static rendezvous
+    script = Path(__file__).parent/'hf_ddp_script.py'
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1]) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+    res = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(port), str(script), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    for method in ('set', 'rigl'):
+        a, b = (torch.load(tmp_path/f'{method}_{r}.pt', weights_only=True) for r in (0, 1))
+        assert a['world'] == 2 and a['counts'] == b['counts'] == (STEPS, 2) and a['changed']
+        assert all(torch.equal(x, y) for x, y in zip(a['masks'], b['masks']))
+        assert a['state'].keys() == b['state'].keys() and all(torch.equal(a['state'][k], b['state'][k]) for k in a['state'])
