@@ -221,3 +221,17 @@ def test_ddp_ranks_agree(tmp_path):
         assert a['world'] == 2 and a['counts'] == b['counts'] == (STEPS, 2) and a['changed']
         assert all(torch.equal(x, y) for x, y in zip(a['masks'], b['masks']))
         assert a['state'].keys() == b['state'].keys() and all(torch.equal(a['state'][k], b['state'][k]) for k in a['state'])
+
+def test_load_best_model_at_end(tmp_path):
+    "The best checkpoint's masks come back with its weights: the final model is that checkpoint, at budget"
+    model = bert()
+    tr = Trainer(model=model, args=args(tmp_path, eval_strategy='steps', eval_steps=3, save_strategy='steps', save_steps=3, load_best_model_at_end=True,
+                                        metric_for_best_model='eval_loss', greater_is_better=True),  # the worst loss wins: rarely the last checkpoint
+                 train_dataset=data(), eval_dataset=data(8, seed=1))
+    sparsify_trainer(tr, 0.9, 'rigl', batches_per_update=EVERY, seed=0)
+    b0 = [int(m.sum()) for m in weights_and_masks(model)[1]]
+    tr.train()
+    best = load_masks(bert(seed=3), tr.state.best_model_checkpoint)
+    assert tr.state.best_model_checkpoint.endswith('checkpoint-3')  # before the first update: its masks differ from the last ones
+    for (w, m), (w2, m2) in zip(zip(*weights_and_masks(model)), zip(*weights_and_masks(best))): assert torch.equal(m, m2) and not w[~m].any()
+    assert [int(m.sum()) for m in weights_and_masks(model)[1]] == b0
