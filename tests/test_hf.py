@@ -187,6 +187,8 @@ def test_load_masks_formats(tmp_path):
     base = load_masks(transformers.BertModel.from_pretrained(tmp_path/'st'), tmp_path/'st')  # keys 'bert.encoder...' into a model without the 'bert.' prefix
     assert len(masked_params(base)) == len(masked_params(model)) - 2  # the MLM head's two masked layers are not in BertModel (its pooler stays dense)
     assert torch.equal(base.encoder.layer[1].output.dense.weight_mask, model.bert.encoder.layer[1].output.dense.weight_mask)
+    auto = sparse_from_pretrained(transformers.AutoModelForMaskedLM, tmp_path/'st')  # an Auto class builds the concrete model
+    assert type(auto) is BertForMaskedLM and all(torch.equal(m, m2) for m, m2 in zip(weights_and_masks(model)[1], weights_and_masks(auto)[1]))
     other = bert(seed=2); sparsify_model(other, 0.5)
     load_masks(other, tmp_path/'st')
     for m, m2 in zip(weights_and_masks(model)[1], weights_and_masks(other)[1]): assert torch.equal(m, m2)
