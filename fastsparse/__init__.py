@@ -10,7 +10,8 @@ from .wrapper import *
 from .report import *
 from .export import *
 from .sparse_linear import *
-from . import engine as _engine, schedule as _schedule, wrapper as _wrapper, report as _report, export as _export, sparse_linear as _sparse_linear
+from .sharded import *
+from . import engine as _engine, schedule as _schedule, wrapper as _wrapper, report as _report, export as _export, sparse_linear as _sparse_linear, sharded as _sharded
 
 # The fastai adapter: imported (with fastai) the first time one of its names is used
 _adapter = {
@@ -30,4 +31,4 @@ def __getattr__(name:str):
 
 def __dir__(): return sorted(set(globals()) | set(_lazy))
 
-__all__ = list(dict.fromkeys([n for m in (_core, _engine, _schedule, _wrapper, _report, _export, _sparse_linear) for n in m.__all__ if n not in _lazy] + list(_lazy)))
+__all__ = list(dict.fromkeys([n for m in (_core, _engine, _schedule, _wrapper, _report, _export, _sparse_linear, _sharded) for n in m.__all__ if n not in _lazy] + list(_lazy)))

@@ -20,6 +20,7 @@ from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
 from .schedule import DropGrowSchedule, cosine_sched, presets, SET_presets, SNFS_presets, RigL_presets
 from .sparse_linear import truly_sparse_layers
 from .report import sparse_report
+from .sharded import _local, _sum_over_shards
 
 # %% auto #0
 __all__ = ['DynamicSparseTrainingCallback', 'DensityMonitor']
@@ -124,15 +125,18 @@ class DensityMonitor(Callback):
             self._ts = truly_sparse_layers(self.learn.model)  # layers that store only their active weights count too (found once per fit)
             self.total = sum(m.numel() for m in weights_and_masks(self.learn.model)[1]) + sum(l.numel for l in self._ts)
             self.epoch_density, self._new_fit = [], False
-        self._sum, self._n = None, 0
+        self._sum, self._n, self._n_ts = None, 0, 0
     def after_batch(self):
         if not self.total: return
-        s = sum(m.count_nonzero() for m in weights_and_masks(self.learn.model)[1])  # stays on the device: no sync per batch
-        s = s + sum(l.n_active for l in self._ts)
+        ms = weights_and_masks(self.learn.model)[1]
+        s = torch.stack([_local(m).count_nonzero() for m in ms]) if ms else torch.zeros(0)  # per mask (sharded: this rank's rows); stays on the device, no sync per batch
         self._sum = s if self._sum is None else self._sum + s
+        self._n_ts += sum(l.n_active for l in self._ts)
         self._n += 1
     def after_train(self):
-        if self._n: self.epoch_density.append(float(self._sum) / (self._n * self.total))
+        if not self._n: return
+        active = _sum_over_shards(self._sum, weights_and_masks(self.learn.model)[1]).sum() + self._n_ts  # sharded (FSDP2) masks summed over ranks, once an epoch
+        self.epoch_density.append(float(active) / (self._n * self.total))
     @property
     def mean_density(self)->float:
         "Mean density over every training batch seen (1.0 for a model without masks)"

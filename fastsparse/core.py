@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
+from .sharded import is_sharded, _any_sharded, _local, _local_part, _local_pairs, _shard_dim, _shard_like, _shard_mask_, _nonzero_count
+from .sharded import _magnitude_mask, _global_magnitude_counts
 
 # %% auto #0
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
@@ -67,7 +69,7 @@ def mask_from_tensor(t:Tensor)->Tensor:
 
 def sparsity_from_tensor(t:Tensor)->float:
     "Fraction of entries of `t` that are zero (for a bool mask: `False`)"
-    return 1 - torch.count_nonzero(t).item() / t.numel()
+    return 1 - _nonzero_count(t) / t.numel()  # a sharded (FSDP2) tensor: counted over all its ranks
 
 # %% ../nbs/00_core.ipynb #b42b8bec
 _linear_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -184,13 +186,18 @@ def masked_params(model:nn.Module)->list[tuple[nn.Module, str]]:
     "`(module, weight name)` of every weight of `model` that has a mask buffer, in module order"
     return [p for m in model.modules() for p in masked_params_of(m)]
 
-def _tensors(ps)->tuple[list[nn.Parameter], list[Tensor]]:
-    "Weights and masks of `(module, name)` pairs"
-    return [getattr(m, n) for m, n in ps], [getattr(m, f'{n}_mask') for m, n in ps]
+def _tensors(ps, model:nn.Module|None=None)->tuple[list[nn.Parameter], list[Tensor]]:
+    "Weights and masks of `(module, name)` pairs; the whole mask of a weight sharded since (FSDP2 `fully_shard` after `sparsify_model`) is sharded like it first"
+    ws, ms = [getattr(m, n) for m, n in ps], [getattr(m, f'{n}_mask') for m, n in ps]
+    if _any_sharded(ws) and any(is_sharded(w) and not is_sharded(k) for w, k in zip(ws, ms)):
+        names = {id(x): k for k, x in model.named_modules()} if model is not None else {}
+        ms = [_shard_mask_(m, n, f"{names[id(m)]}.{n}".lstrip('.') if id(m) in names else None) if is_sharded(w) and not is_sharded(k) else k
+              for (m, n), w, k in zip(ps, ws, ms)]
+    return ws, ms
 
 def weights_and_masks(model:nn.Module)->tuple[list[nn.Parameter], list[Tensor]]:
     "Lists of the masked weights of `model` and of their (bool) masks"
-    return _tensors(masked_params(model))
+    return _tensors(masked_params(model), model)
 
 def weights_and_masks_of(module:nn.Module)->tuple[list[Tensor], list[Tensor]]:
     "Masked weights of `module` itself and their masks"
@@ -210,6 +217,7 @@ _bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # inte
 def _mask_(ws:list[Tensor], ms:list[Tensor]):
     "Set the masked entries of weights `ws` to exactly +0 in place, whatever they held (NaN, inf): one foreach kernel over the weights' bits"
     if not ws: return
+    if _any_sharded(ws) or _any_sharded(ms): ws, ms = _local_pairs(ws, ms)  # FSDP2: each rank masks its rows
     with torch.no_grad(): torch._foreach_mul_([w.view(_bits[w.element_size()]) for w in ws], [m.view(torch.uint8) for m in ms])
 
 def apply_masks(model:nn.Module):
@@ -311,7 +319,7 @@ class MaskEnforcer:
 
     def _weights_and_masks(self):
         "Current weight and mask tensors (read from the modules: `model.to(...)` replaces buffers)"
-        return _tensors(self.params)
+        return _tensors(self.params, self.model)
 
     def after_step(self, opt):
         "Zero masked weights if `opt` updates any of them"
@@ -348,11 +356,12 @@ def sparse_kaiming_init_(
 ):
     "Kaiming-normal init whose fan-in counts only active connections: `std = gain / sqrt(fan_in · density)`"
     fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
-    density = max(mask.sum().item() / mask.numel(), 1 / mask.numel())
+    density = max(_nonzero_count(mask) / mask.numel(), 1 / mask.numel())
     std = nn.init.calculate_gain(nonlinearity) / math.sqrt(fan_in * density)
     with torch.no_grad():
-        weight.copy_(torch.randn(weight.shape, generator=generator, device=generator.device if generator else 'cpu').to(weight))
-        weight.mul_(std).mul_(mask)
+        w = _local(weight)  # a sharded weight: every rank draws the whole tensor and keeps its rows, as one process would
+        w.copy_(_local_part(torch.randn(weight.shape, generator=generator, device=generator.device if generator else 'cpu'), weight).to(w))
+        w.mul_(std).mul_(_local_part(mask, weight))
     return weight
 
 # %% ../nbs/00_core.ipynb #bcf1aa8a
@@ -423,9 +432,10 @@ def sparsify_model(
     params = [p for m, n, p in targets]
     if mask_init == 'magnitude_global': ss = _global_magnitude_sparsities(params, model_sparsity)
     else: ss = _check_sparsities(sparse_f(params, model_sparsity), params, sparse_f)
+    names = {id(m): k for k, m in model.named_modules()}
     for (m, n, p), s in zip(targets, ss):
         if s == 0: continue  # dense layers get no mask
-        mask = sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
+        mask = _new_mask(p, s, mask_init, generator, f"{names[id(m)]}.{n}".lstrip('.'))
         m.register_buffer(f'{n}_mask', mask)
         _add_load_hooks(m)
         setattr(m, f'{n}_sparsity', 1 - n_active(p.numel(), s) / p.numel())  # kept in sync by topology updates and loads
@@ -437,7 +447,8 @@ def sparsify_model(
 def sync_masks(model:nn.Module, src:int=0):
     "In an initialised process group, broadcast every mask of `model` from rank `src` (no-op otherwise)"
     if not (dist.is_available() and dist.is_initialized()): return
-    for m in weights_and_masks(model)[1]: dist.broadcast(m.view(torch.uint8), src)
+    for m in weights_and_masks(model)[1]:
+        if not is_sharded(m): dist.broadcast(m.view(torch.uint8), src)  # a sharded mask holds rank 0's rows already (see `_new_mask`)
 
 _mask_inits = ('random', 'magnitude', 'magnitude_global')
 
@@ -447,8 +458,18 @@ def topk_mask(scores:Tensor, k:int)->Tensor:
     if k: mask[scores.reshape(-1).float().topk(k, sorted=False).indices] = True
     return mask.view(scores.shape)
 
+def _new_mask(p:Tensor, s:float, mask_init:str, generator, where:str)->Tensor:
+    "Initial mask of weight `p` at sparsity `s` (random, or its largest |w|); a sharded weight gets one sharded like it, the mask one process would make"
+    if not is_sharded(p): return sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
+    _shard_dim(p, where)  # a layout the engine can update, or an error naming the layer
+    if mask_init == 'random': return _shard_like(sparse_mask(p.shape, s, generator=generator, device=_local(p).device), p)  # rank 0's draw; each rank keeps its rows
+    return _magnitude_mask(p, n_active(p.numel(), s))
+
 def _global_magnitude_sparsities(params, model_sparsity)->list[float]:
     "Per-layer sparsities that one |w| threshold across all `params` gives, keeping exactly `n_active(total, model_sparsity)` weights"
+    if _any_sharded(params):
+        counts = _global_magnitude_counts(params, n_active(sum(p.numel() for p in params), model_sparsity))
+        return [1 - c / p.numel() for c, p in zip(counts, params)]
     flat = torch.cat([p.detach().abs().reshape(-1).float().cpu() for p in params])
     keep = topk_mask(flat, n_active(flat.numel(), model_sparsity))
     counts = [int(c) for c in torch.stack([k.sum() for k in keep.split([p.numel() for p in params])])]

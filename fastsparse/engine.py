@@ -10,7 +10,8 @@ import inspect, math
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from .core import masked_params
+from .core import masked_params, _tensors
+from .sharded import is_sharded, _any_sharded, _local, _local_part, _shard_dim, _shard_group, _nonzero_counts, _sum_over_shards, topk_sharded
 
 # %% auto #0
 __all__ = ['opt_state', 'opt_hyper', 'weight_magnitude', 'gradient_magnitude', 'gradient_momentum', 'random_score',
@@ -76,6 +77,8 @@ def momentum_redistribution(param:Tensor, mask:Tensor, opt=None)->Tensor:
     "SNFS's layer share for regrowth: mean momentum magnitude over the layer's active weights"
     m = gradient_momentum(param, opt)
     return torch.where(mask, m, m.new_zeros(())).sum() / mask.count_nonzero().clamp_min(1)  # masked positions ignored, even NaN/inf ones
+
+momentum_redistribution.mean_of = gradient_momentum  # the share is this score's mean over the active weights: how sharded layers sum it over ranks
 
 # %% ../nbs/01a_engine.ipynb #faba447e
 def _dist_on()->bool: return dist.is_available() and dist.is_initialized()
@@ -144,16 +147,25 @@ class DropGrowEngine:
         if not ps and not self.layers: raise ValueError("`model` has no masked weights (in `sparse_modules`): call `sparsify_model` first")
         for l in self.layers: l.needs_record(grow_score_f)  # a grow score truly sparse layers cannot use (SNFS, custom) fails here, not at the first update
         self.model, self.params = model, ps
+        if _any_sharded(self.weights + [l.values for l in self.layers]): _check_sharded(self)
         self.generator = torch.Generator(device=(self.weights or [l.values for l in self.layers])[0].device)
         self.generator.manual_seed(shared_seed(seed))
 
     @property
     def weights(self)->list[Tensor]: return [getattr(m, n) for m, n in self.params]
     @property
-    def masks(self)->list[Tensor]: return [getattr(m, f'{n}_mask') for m, n in self.params]
+    def masks(self)->list[Tensor]: return _tensors(self.params, self.model)[1]
     def budgets(self)->list[int]:
-        "Active weights per layer: the masked ones (one host sync), then the truly sparse ones"
-        return (torch.stack([m.count_nonzero() for m in self.masks]).tolist() if self.params else []) + [l.n_active for l in self.layers]
+        "Active weights per layer: the masked ones (one host sync; sharded masks counted over their ranks), then the truly sparse ones"
+        return _nonzero_counts(self.masks) + [l.n_active for l in self.layers]
+
+def _check_sharded(self:DropGrowEngine):
+    "Raise, naming the layer, for sharded (FSDP2) weights the engine cannot update: a layout other than blocks of rows, truly sparse layers"
+    names = {id(m): k for k, m in self.model.named_modules()}
+    for (m, n), w in zip(self.params, self.weights):
+        if is_sharded(w): _shard_dim(w, f"{names.get(id(m), '?')}.{n}".lstrip('.'))
+    if self.layers: raise ValueError("truly sparse layers (TrulySparseLinear) in a model sharded with FSDP2 are not supported: shard a masked model, "
+                                     "or train the truly sparse one in one process or under DistributedDataParallel")
 
 def _truly_sparse_layers(model:nn.Module, sparse_modules=None)->list[nn.Module]:
     "Layers of `model` (in `sparse_modules`) that store only their active weights (`TrulySparseLinear`: they have a `topology_update`)"
@@ -243,17 +255,21 @@ def _param_states(opt, p:Tensor)->list[Tensor]:
 
 @torch.no_grad()
 def _update_layer(w:Tensor, mask:Tensor, keep:Tensor, grow:Tensor, n_active:int, n_drop:int, n_grow:int, allow_regrow:bool, opt,
-                  keep_abs:bool=False, grow_abs:bool=False)->tuple[Tensor, Tensor]:
-    "Drop `n_drop` active and grow `n_grow` inactive positions of one layer in place; return (dropped, grown) flat indices"
+                  keep_abs:bool=False, grow_abs:bool=False, owner:Tensor|None=None)->tuple[Tensor, Tensor]:
+    "Drop `n_drop` active and grow `n_grow` inactive positions of one layer in place (`owner`: the parameter `w` is this rank's part of); return (dropped, grown) flat indices"
     active = mask.reshape(-1)
     drop = _select(keep.reshape(-1), active, n_active, n_drop, largest=False, absolute=keep_abs)
     cand = ~active
     if allow_regrow: cand[drop] = True
     grow_idx = _select(grow.reshape(-1), cand, mask.numel() - n_active + (n_drop if allow_regrow else 0), n_grow, largest=True, absolute=grow_abs)
+    _change(w, mask, drop, grow_idx, opt, owner)
+    return drop, grow_idx
+
+def _change(w:Tensor, mask:Tensor, drop:Tensor, grow_idx:Tensor, opt, owner:Tensor|None=None):
+    "Turn `drop` (flat indices) off and `grow_idx` on in `mask`; zero both in `w` and in every optimizer state of `owner` (default `w`; a sharded one: its local part)"
     _put(mask, drop, False); _put(mask, grow_idx, True)
     changed = torch.cat([drop, grow_idx])
-    for t in [w, *_param_states(opt, w)]: _put(t, changed, 0)  # dropped and grown weights are 0, and so is every state kept for them
-    return drop, grow_idx
+    for t in [w, *map(_local, _param_states(opt, w if owner is None else owner))]: _put(t, changed, 0)  # dropped and grown weights are 0, and so is every state kept for them
 
 def _put(t:Tensor, flat_idx:Tensor, value):
     "Set `t` at flat (row-major) indices `flat_idx` to `value`, in place, whatever `t`'s memory layout (e.g. channels_last)"
@@ -314,23 +330,89 @@ def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
         grows = drops
     else:
         drops = _cap_drops(drops, sum(caps))  # at low sparsity the layers together may have less room than the drops
-        shares = torch.stack([self.redistribute_f(w, m, opt).float() if u else torch.zeros((), device=w.device)
-                              for w, m, u in zip(ws, ms, used)]).tolist() if ws else []
+        shares = _layer_shares(self, ws, ms, used, budgets, opt)
         _check_shares(self, shares)
         grows = _grow_counts(shares, sum(drops), caps)
         if sum(grows) < sum(drops): raise RuntimeError("not enough inactive weights to regrow what was dropped")
-    res = dict(dropped=[], grown=[], active=budgets)
-    for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
-        if d == 0 and g == 0: res['dropped'].append(0); res['grown'].append(0); continue
-        keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
-        grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
-        _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
-        res['dropped'].append(d); res['grown'].append(g)
+    res = dict(dropped=list(drops), grown=list(grows), active=budgets)
+    if _any_sharded(ws): _update_sharded(self, ws, ms, budgets, drops, grows, opt)  # FSDP2: see "Sharded layers" below
+    else:
+        for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
+            if d == 0 and g == 0: continue
+            keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')
+            grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
+            _update_layer(w, m, keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs)
     for (m, n), w, b, d, g in zip(self.params, ws, budgets, res['dropped'], res['grown']): setattr(m, f'{n}_sparsity', 1 - (b - d + g) / w.numel())
     _update_truly_sparse(self, drop_fraction, opt, res, used_ts)
     return res
 
 DropGrowEngine.update = _engine_update
+
+# %% ../nbs/01a_engine.ipynb #8a5c14be
+def _layer_shares(self:DropGrowEngine, ws:list[Tensor], ms:list[Tensor], used:list[bool], budgets:list[int], opt)->list[float]:
+    "Each layer's share of the regrowth (`redistribute_f`); for sharded weights the mean of `redistribute_f.mean_of` over the active weights, summed over ranks"
+    if not ws: return []
+    if not _any_sharded(ws):
+        return torch.stack([self.redistribute_f(w, m, opt).float() if u else torch.zeros((), device=w.device) for w, m, u in zip(ws, ms, used)]).tolist()
+    f = getattr(self.redistribute_f, 'mean_of', None)
+    if f is None: raise ValueError(f"`redistribute_f` ({getattr(self.redistribute_f, '__name__', self.redistribute_f)}) on a sharded (FSDP2) model: give it "
+                                   "a `mean_of` attribute, the score function f(param, opt) whose mean over the active weights is the layer's share "
+                                   "(as momentum_redistribution.mean_of = gradient_momentum), so each rank can sum its rows")
+    sums = torch.stack([torch.where(_local(m), _local_part(f(w, opt), w), 0.).sum().float() if u else torch.zeros((), device=_local(w).device)
+                        for w, m, u in zip(ws, ms, used)])
+    sums = _sum_over_shards(sums, ws)
+    return (sums / torch.tensor(budgets, device=sums.device).clamp_min(1)).tolist()
+
+_bucket_numel = 1 << 26  # weights (summed over whole layers) whose selections share one set of collectives: bounds the scores kept at once
+
+def _update_sharded(self:DropGrowEngine, ws, ms, budgets, drops, grows, opt):
+    "Drop and grow in a model with sharded layers: each rank scores its rows, and the selections of a bucket of layers share their collectives"
+    todo, size = [], 0
+    for w, m, b, d, g in zip(ws, ms, budgets, drops, grows):
+        if d == 0 and g == 0: continue
+        keep, keep_abs = _scores(self.keep_score_f, w, opt, self.generator, 'keep_score_f')  # in layer order: SET's random numbers as one process draws them
+        grow, grow_abs = _scores(self.grow_score_f, w, opt, self.generator, 'grow_score_f')
+        keep, grow = _rows_of(keep, w), _rows_of(grow, w)
+        if _shard_group(w) is None:  # plain or replicated: this rank holds the whole layer
+            _update_layer(_local(w), _local(m), keep, grow, b, d, g, self.allow_regrow, opt, keep_abs, grow_abs, owner=w); continue
+        todo.append((w, _local(m), keep, keep_abs, grow, grow_abs, d, g))
+        size += w.numel()  # the same on every rank: they flush together
+        if size >= _bucket_numel: _drop_grow_sharded(todo, self.allow_regrow, opt); todo, size = [], 0
+    if todo: _drop_grow_sharded(todo, self.allow_regrow, opt)
+
+def _rows_of(s:Tensor, w:Tensor)->Tensor:
+    "This rank's part of score `s` of weight `w`, flat; copied out of a whole tensor (e.g. SET's random numbers) so the rest is freed at once"
+    p = _local_part(s, w)
+    return (p if is_sharded(s) or p.numel() == s.numel() else p.clone()).reshape(-1)
+
+def _cand_keys(scores:Tensor, mask:Tensor, allowed_if:bool, largest:bool, absolute:bool)->tuple[Tensor, Tensor|None]:
+    "Keys one process ranks (`_rank_keys`) for the positions where `mask` is `allowed_if`: (keys, their positions) when few, else (keys of all, the others -inf, None)"
+    n = int(mask.count_nonzero())
+    if (n if allowed_if else mask.numel() - n) * 4 <= scores.numel():
+        idx = torch.nonzero(mask if allowed_if else ~mask).squeeze(1)
+        return _rank_keys(scores.index_select(0, idx).float(), largest, absolute, fresh=True), idx
+    return _rank_keys(scores.float(), largest, absolute).masked_fill_(~mask if allowed_if else mask, float('-inf')), None  # below every key: never chosen
+
+def _drop_grow_sharded(todo:list, allow_regrow:bool, opt):
+    "Select and apply the drops and grows of sharded layers `todo` (weight, local mask, keep scores, abs, grow scores, abs, n_drop, n_grow): one `topk_sharded` for all"
+    by_group = {}
+    for e in todo: by_group.setdefault(_shard_group(e[0]), []).append(e)
+    for group, es in by_group.items():
+        acts = [e[1].reshape(-1) for e in es]
+        kks = [_cand_keys(e[2], a, True, False, e[3]) for e, a in zip(es, acts)]
+        if allow_regrow:  # grow candidates include this update's drops
+            drops = [_at(ix, s) for (k, ix), s in zip(kks, topk_sharded([k for k, ix in kks], [e[6] for e in es], group, fresh=True))]
+            gks = [_cand_keys(e[4], a.clone().index_fill_(0, d, False), False, True, e[5]) for e, a, d in zip(es, acts, drops)]
+            grows = [_at(ix, s) for (k, ix), s in zip(gks, topk_sharded([k for k, ix in gks], [e[7] for e in es], group, fresh=True))]
+        else:
+            gks = [_cand_keys(e[4], a, False, True, e[5]) for e, a in zip(es, acts)]
+            sel = topk_sharded([k for k, ix in kks + gks], [e[6] for e in es] + [e[7] for e in es], group, fresh=True)
+            drops, grows = [_at(ix, s) for (k, ix), s in zip(kks, sel)], [_at(ix, s) for (k, ix), s in zip(gks, sel[len(es):])]
+        for e, d, g in zip(es, drops, grows): _change(_local(e[0]), e[1], d, g, opt, owner=e[0])
+
+def _at(idx:Tensor|None, sel:Tensor)->Tensor:
+    "Flat positions of the selected candidates `sel` (positions into `idx`, or already flat if `idx` is None)"
+    return sel if idx is None else idx.index_select(0, sel)
 
 # %% ../nbs/01a_engine.ipynb #dc29a02b
 def _drop_grow_each(layers:list, drop_fraction:float, update, used:list[bool]|None=None)->list[int]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, weights_and_masks
 from .sparse_linear import TrulySparseLinear, truly_sparse_layers
+from .sharded import _refuse_sharded
 
 # %% auto #0
 __all__ = ['SparseLinear', 'export_sparse']
@@ -51,6 +52,7 @@ def _compact_layer(m:nn.Module, names:list[str]):
 def export_sparse(model:nn.Module)->nn.Module:
     "A copy of `model` for inference whose sparse layers store only their active weights (`TrulySparseLinear` for Linear layers)"
     src = unwrap_model(model)
+    _refuse_sharded(src, 'export_sparse')
     if not masked_params(src) and not truly_sparse_layers(src): raise ValueError("`model` has no masked weights: sparsify and train it first")
     res = copy.deepcopy(src)
     if getattr(res, '_sparse_enforcer', None) is not None: res._sparse_enforcer.remove()

@@ -11,6 +11,7 @@ import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, _unique_targets, _parametrized, _model_of, sparseable_types
 from .sparse_linear import TrulySparseLinear
+from .sharded import _nonzero_count
 
 # %% auto #0
 __all__ = ['flops_report', 'inference_flops', 'training_flops', 'sparse_report', 'format_sparse_report']
@@ -20,7 +21,7 @@ def _density(m:nn.Module, n:str)->float:
     "Density of weight `n` of module `m` (1 if it has no mask; active/total for a layer that stores only its active weights)"
     if isinstance(m, TrulySparseLinear): return m.n_active / m.numel
     mask = getattr(m, f'{n}_mask', None)
-    return float(mask.sum()) / mask.numel() if mask is not None else 1.
+    return _nonzero_count(mask) / mask.numel() if mask is not None else 1.  # a sharded (FSDP2) mask: counted over its ranks
 
 class _FlopCounter:
     "Forward hook recording the multiply-adds of one sparseable layer"
@@ -123,7 +124,7 @@ def _report_weights(model:nn.Module)->list[tuple[nn.Module, str, Tensor, int]]:
     res = []
     for m, n, p in _unique_targets(model, extra):
         mask = getattr(m, f'{n}_mask', None)
-        res.append((m, n, p, int(mask.count_nonzero()) if mask is not None else p.numel()))
+        res.append((m, n, p, _nonzero_count(mask) if mask is not None else p.numel()))
     for m, n in _parametrized(model, extra):  # never masked by fastsparse (`sparsify_model` refuses them): count what the weight has
         w = _effective_weight(m, n); res.append((m, n, w, int(w.count_nonzero())))
     for m in model.modules():  # layers that store only their active weights (a shape-only stand-in for their weight)

@@ -10,6 +10,7 @@ import math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
+from .sharded import _refuse_sharded
 from .engine import _select, _scores, _rank_keys, _n_drop, _drop_grow_each, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
 # %% auto #0
@@ -286,6 +287,7 @@ def truly_sparse(
 )->nn.Module:
     "Replace every masked `nn.Linear` of the model by a `TrulySparseLinear` in place and return the model; other masked layers stay masked-dense"
     model = unwrap_model(_model_of(model_or_learner))
+    _refuse_sharded(model, 'truly_sparse')
     masked = masked_params(model)
     if not masked and not truly_sparse_layers(model): raise ValueError("`model_or_learner` has no weight masks: call `sparsify_model` first")
     ids = {id(m) for m, n in masked if n == 'weight' and type(m) is nn.Linear}

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ['core', 'engine', 'schedule', 'callbacks', 'wrapper', 'report', 'diagnostics', 'export', 'data', 'experiment', 'cli', 'replicate']
+MODULES = ['core', 'engine', 'schedule', 'callbacks', 'wrapper', 'report', 'diagnostics', 'export', 'data', 'experiment', 'cli', 'replicate', 'sharded']
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):

@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT/'fastsparse'
-TORCH_LAYER = ['core', 'engine', 'schedule', 'wrapper', 'report', 'export', 'sparse_linear']
+TORCH_LAYER = ['core', 'engine', 'schedule', 'wrapper', 'report', 'export', 'sparse_linear', 'sharded']
 ADAPTER = ['callbacks', 'diagnostics', 'data', 'experiment']
 COMMANDS = ['cli', 'replicate']
 INTEGRATIONS = ['hf']  # optional: imported only by the user, each needing its own extra (transformers), never fastai
@@ -37,7 +37,7 @@ def test_torch_layer_works_without_fastai():
     from fastsparse import (sparsify_model, erdos_renyi_sparsity, DynamicSparseTrainingOptimizerWrapper, SET_presets, RigL_presets,
                             SNFS_presets, DropGrowEngine, DropGrowSchedule, sparse_report, format_sparse_report, inference_flops, export_sparse,
                             weights_and_masks)
-    for mod in ('core', 'engine', 'schedule', 'wrapper', 'report', 'export', 'sparse_linear'): __import__(f'fastsparse.{mod}')
+    for mod in ('core', 'engine', 'schedule', 'wrapper', 'report', 'export', 'sparse_linear', 'sharded'): __import__(f'fastsparse.{mod}')
     assert not any(m.split('.')[0] in ('fastai', 'fastcore', 'transformers', 'accelerate', 'timm') for m in sys.modules), "a torch-layer module imported fastai/fastcore or an optional package"
     for preset in (SET_presets, RigL_presets, SNFS_presets):
         torch.manual_seed(0)
