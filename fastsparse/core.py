@@ -17,13 +17,14 @@ from .sharded import is_sharded, _any_sharded, _local, _local_part, _local_pairs
 from .sharded import _magnitude_mask, _global_magnitude_counts
 
 # %% auto #0
-__all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'mask_from_tensor', 'sparsity_from_tensor',
-           'sparseable_modules', 'sparseable_params', 'uniform_sparsity', 'first_layer_dense_uniform',
-           'erdos_renyi_sparsity', 'masked_params_of', 'masked_params', 'weights_and_masks', 'weights_and_masks_of',
-           'sparse_params', 'apply_masks', 'MaskEnforcer', 'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model',
-           'sync_masks', 'topk_mask', 'top_k_mask', 'maybe_float', 'is_sparseable_module', 'sparse_report',
-           'format_sparse_report', 'random_score', 'weight_magnitude', 'gradient_magnitude', 'gradient_momentum',
-           'SET_presets', 'SNFS_presets', 'RigL_presets', 'DynamicSparseTrainingCallback']
+__all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'constant_fan_in_mask', 'mask_from_tensor',
+           'sparsity_from_tensor', 'sparseable_modules', 'sparseable_params', 'uniform_sparsity',
+           'first_layer_dense_uniform', 'erdos_renyi_sparsity', 'masked_params_of', 'masked_params',
+           'weights_and_masks', 'weights_and_masks_of', 'sparse_params', 'apply_masks', 'MaskEnforcer',
+           'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks', 'topk_mask', 'top_k_mask',
+           'maybe_float', 'is_sparseable_module', 'sparse_report', 'format_sparse_report', 'random_score',
+           'weight_magnitude', 'gradient_magnitude', 'gradient_momentum', 'SET_presets', 'SNFS_presets', 'RigL_presets',
+           'DynamicSparseTrainingCallback']
 
 # %% ../nbs/00_core.ipynb #445307f4
 def _check_sparsity(s, name='sparsity'):
@@ -61,6 +62,29 @@ def sparse_mask_like(
 )->Tensor:
     "Random bool mask shaped like `param`, on `param`'s device, with exactly `n_active(param.numel(), sparsity)` active entries"
     return sparse_mask(param.shape, sparsity, generator=generator, device=param.device)
+
+# %% ../nbs/00_core.ipynb #41109900
+def constant_fan_in_mask(
+    sizes, # shape of the mask (an int or a sequence of ints)
+    sparsity:float, # fraction of `False` entries, in [0, 1)
+    generator:torch.Generator|None=None, # random generator (defaults to torch's global one)
+    device=None, # device of the returned mask
+    out_dim:int=0, # the dimension of the output units (0 for `nn.Linear` and convolutions)
+)->Tensor:
+    "Bool mask with exactly `n_active(numel, sparsity)` `True` entries at random positions, spread evenly over the output units: every unit has the same fan-in (one more for some units where the count does not divide)"
+    sparsity = _check_sparsity(sparsity)
+    sizes = torch.Size(sizes if isinstance(sizes, Iterable) else (sizes,))
+    if not -len(sizes) <= out_dim < max(len(sizes), 1): raise ValueError(f"`out_dim` must be a dimension of a mask of shape {tuple(sizes)}, got {out_dim!r}")
+    if len(sizes) < 2 or sizes.numel() == 0: return sparse_mask(sizes, sparsity, generator, device)  # one unit (or none)
+    out_dim %= len(sizes)
+    o, fan = sizes[out_dim], sizes.numel() // sizes[out_dim]
+    base, extra = divmod(n_active(sizes.numel(), sparsity), o)
+    gdev = generator.device if generator is not None else 'cpu'
+    counts = torch.full((o,), base, device=gdev)
+    counts[torch.randperm(o, generator=generator, device=gdev)[:extra]] += 1  # the units with one more, at random
+    order = torch.rand(o, fan, generator=generator, device=gdev).argsort(dim=1)  # a random order of each unit's inputs
+    rows = torch.zeros(o, fan, dtype=torch.bool, device=gdev).scatter_(1, order, torch.arange(fan, device=gdev) < counts[:, None])
+    return rows.view(o, *sizes[:out_dim], *sizes[out_dim + 1:]).movedim(0, out_dim).contiguous().to(device)
 
 # %% ../nbs/00_core.ipynb #33d7301c
 def mask_from_tensor(t:Tensor)->Tensor:
@@ -409,7 +433,7 @@ def sparsify_model(
     enforce_masks:bool|str|None=None, # True/'step': re-mask after optimizer steps and loads; 'forward': also before every forward; False: never
     additional_types:Iterable[type]=(), # extra module types whose `weight` is made sparse
     weight_init:str|None=None, # None keeps the current weights; 'sparse_kaiming' re-initialises active weights with `sparse_kaiming_init_`
-    mask_init:str='random', # 'random'; 'magnitude': keep each layer's largest |w|; 'magnitude_global': one |w| threshold for all layers
+    mask_init:str='random', # 'random'; 'constant_fan_in': random, every output unit the same fan-in; 'magnitude': each layer's largest |w|; 'magnitude_global': one |w| threshold
     generator:torch.Generator|None=None, # random generator for the masks (and `weight_init`)
     sparsify_method=None, sparse_init_f=None, enforce_mask=None, # older spellings of `sparse_f` and `enforce_masks`
 )->MaskEnforcer:
@@ -421,7 +445,7 @@ def sparsify_model(
     if enforce not in _enforce_modes: raise ValueError(f"`enforce_masks` must be one of {_enforce_modes}, got {enforce!r}")
     if weight_init not in (None, 'sparse_kaiming'): raise ValueError(f"`weight_init` must be None or 'sparse_kaiming', got {weight_init!r}")
     if mask_init not in _mask_inits: raise ValueError(f"`mask_init` must be one of {_mask_inits}, got {mask_init!r}")
-    if weight_init and mask_init != 'random': raise ValueError("`weight_init` re-initialises weights, which defeats a `mask_init` chosen from the current (e.g. pretrained) weights")
+    if weight_init and mask_init not in ('random', 'constant_fan_in'): raise ValueError("`weight_init` re-initialises weights, which defeats a `mask_init` chosen from the current (e.g. pretrained) weights")
     if not callable(sparse_f): raise TypeError(f"`sparse_f` must be a function f(params, model_sparsity) -> list of sparsities, got {sparse_f!r}")
     if masked_params(model): raise ValueError("the model is already sparse (it has weight masks); sparsifying it again would mask twice. "
                                               "Start from the dense model, or keep the existing masks.")
@@ -450,7 +474,13 @@ def sync_masks(model:nn.Module, src:int=0):
     for m in weights_and_masks(model)[1]:
         if not is_sharded(m): dist.broadcast(m.view(torch.uint8), src)  # a sharded mask holds rank 0's rows already (see `_new_mask`)
 
-_mask_inits = ('random', 'magnitude', 'magnitude_global')
+_mask_inits = ('random', 'constant_fan_in', 'magnitude', 'magnitude_global')
+
+def _initial_mask(p:Tensor, s:float, mask_init:str, generator:torch.Generator|None)->Tensor:
+    "The mask `sparsify_model` gives weight `p` at sparsity `s` by `mask_init`"
+    if mask_init == 'random': return sparse_mask_like(p, s, generator=generator)
+    if mask_init == 'constant_fan_in': return constant_fan_in_mask(p.shape, s, generator=generator, device=p.device)
+    return topk_mask(p.detach().abs(), n_active(p.numel(), s))
 
 def topk_mask(scores:Tensor, k:int)->Tensor:
     "Bool mask of the `k` largest entries of `scores` (exactly `k`, ties broken by position)"
@@ -459,10 +489,11 @@ def topk_mask(scores:Tensor, k:int)->Tensor:
     return mask.view(scores.shape)
 
 def _new_mask(p:Tensor, s:float, mask_init:str, generator, where:str)->Tensor:
-    "Initial mask of weight `p` at sparsity `s` (random, or its largest |w|); a sharded weight gets one sharded like it, the mask one process would make"
-    if not is_sharded(p): return sparse_mask_like(p, s, generator=generator) if mask_init == 'random' else topk_mask(p.detach().abs(), n_active(p.numel(), s))
+    "Initial mask of weight `p` at sparsity `s` by `mask_init` (see `_initial_mask`); a sharded weight gets one sharded like it, the mask one process would make"
+    if not is_sharded(p): return _initial_mask(p, s, mask_init, generator)
     _shard_dim(p, where)  # a layout the engine can update, or an error naming the layer
     if mask_init == 'random': return _shard_like(sparse_mask(p.shape, s, generator=generator, device=_local(p).device), p)  # rank 0's draw; each rank keeps its rows
+    if mask_init == 'constant_fan_in': return _shard_like(constant_fan_in_mask(p.shape, s, generator=generator, device=_local(p).device), p)
     return _magnitude_mask(p, n_active(p.numel(), s))
 
 def _global_magnitude_sparsities(params, model_sparsity)->list[float]:

@@ -6,15 +6,17 @@ Docs: https://fastsparse.github.io/fastsparse/export.html.md"""
 
 # %% ../nbs/06_export.ipynb #1808fe58
 from __future__ import annotations
-import copy
+import copy, math, time, warnings
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import masked_params, unwrap_model, weights_and_masks
-from .sparse_linear import TrulySparseLinear, truly_sparse_layers
+from .sparse_linear import TrulySparseLinear, truly_sparse_layers, _rows
 from .sharded import _refuse_sharded
 
 # %% auto #0
-__all__ = ['SparseLinear', 'export_sparse']
+__all__ = ['inference_formats', 'SparseLinear', 'SparseInferenceLinear', 'time_formats', 'rule_format', 'plan_layer',
+           'inference_linear', 'export_sparse']
 
 # %% ../nbs/06_export.ipynb #921b3c8d
 def SparseLinear(
@@ -48,9 +50,323 @@ def _compact_layer(m:nn.Module, names:list[str]):
     m._compact_names = names
     m.register_load_state_dict_post_hook(_RebuildAfterLoad())
 
+# %% ../nbs/06_export.ipynb #22c4dd4f
+def _ell_rows(xt:Tensor, v:Tensor, i:Tensor)->Tensor:
+    "(rows, B) products of rows held as values `v` at input positions `i` (both (rows, width/4, 4)) with `xt` (in, B): 4-term partial sums, then summed along the row"
+    p = F.embedding(i, xt) * v.unsqueeze(-1)
+    return ((p[:, :, 0] + p[:, :, 1]) + (p[:, :, 2] + p[:, :, 3])).sum(1)
+
+def _ell(x2:Tensor, slices:list[tuple[Tensor, Tensor]], inv:Tensor, bias:Tensor|None)->Tensor:
+    "`x2 Wᵀ + b` for `W` held as row-padded slices of its rows sorted by fan-in (`inv`: each output's position in that order)"
+    xt = x2.t().contiguous()
+    ys = [_ell_rows(xt, v, i) for v, i in slices]
+    y = (torch.cat(ys) if len(ys) > 1 else ys[0]).index_select(0, inv).t()
+    return y if bias is None else y + bias
+
+def _ell_one(x2, slices, inv, bias): return _ell(x2, slices, inv, bias)  # one row: its own code object, so its own compiled cache
+def _ell_many(x2, slices, inv, bias): return _ell(x2, slices, inv, bias)
+
+_compiled = {}
+def _ell_compiled(one_row:bool):
+    "`_ell` under torch.compile: scalar code for one row (`cpp.simdlen=1`: inductor's vector gathers go through memory), vectorised over the rows otherwise"
+    if one_row not in _compiled:
+        opts = {'assert_indirect_indexing': False,  # the indices are built in range
+                'cpp.dynamic_threads': True} | ({'cpp.simdlen': 1} if one_row else {})  # rows split over the threads of each call, whatever the sizes at compile time
+        _compiled[one_row] = torch.compile(_ell_one if one_row else _ell_many, dynamic=True, options=opts)
+    return _compiled[one_row]
+
+# %% ../nbs/06_export.ipynb #334a02a5
+def _ceil(n:int, m:int)->int: return -(-n // m) * m
+
+def _slice_rows(fan:list[int], n_slices:int=3, min_width:int=8)->list[tuple[int, int, int]]:
+    "Cut rows sorted by decreasing fan-in `fan` into `n_slices` runs (start, stop, width) of least padded size Σ rows·width (widths: multiples of 4, at least `min_width`)"
+    o, n = len(fan), min(n_slices, len(fan))
+    w = lambda a: max(min_width, _ceil(fan[a], 4))
+    even = {round(o * j / n) for j in range(n + 1)}
+    cand = sorted(even | {a for a in range(1, o) if fan[a] != fan[a - 1]})  # a cut only pays where the fan-in changes
+    if len(cand) > 130: cand = sorted(even | set(cand[::len(cand) // 128 + 1]))
+    best = {0: (0, [])}  # end of the slices so far -> (padded size, slices)
+    for s in range(n):
+        nxt = {}
+        for c in cand:
+            if (c == o) != (s == n - 1): continue
+            for a, (cost, cuts) in best.items():
+                if a < c and (c not in nxt or cost + (c - a) * w(a) < nxt[c][0]): nxt[c] = (cost + (c - a) * w(a), cuts + [(a, c, w(a))])
+        best = nxt
+    return best[o][1]
+
+@torch.no_grad()
+def _ell_buffers(crow:Tensor, col:Tensor, values:Tensor, n_slices:int=3)->tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    "Row-padded slices (values, int32 input positions, each (rows, width/4, 4)) of the CSR matrix (`crow`, `col`, `values`), rows by decreasing fan-in; and each row's place in that order"
+    fan = crow.diff()
+    fs, perm = fan.sort(descending=True, stable=True)
+    n = values.numel()
+    vals, cols = torch.cat([values, values.new_zeros(1)]), torch.cat([col, col.new_zeros(1)])  # padding reads entry `n`: weight 0 at input 0
+    slices = []
+    for a, c, w in _slice_rows(fs.tolist(), n_slices):  # the one host synchronisation, when the layer is built
+        rows, j = perm[a:c], torch.arange(w, device=crow.device)
+        src = torch.where(j < fan[rows, None], crow[rows, None].long() + j, n)
+        slices.append((vals[src].view(c - a, w // 4, 4), cols[src].to(torch.int32).view(c - a, w // 4, 4)))
+    return slices, perm.argsort()
+
+# %% ../nbs/06_export.ipynb #407ba56f
+inference_formats = ('dense', 'csr', 'csr_mv', 'ell')  # the formats an exported linear layer can run
+_half = (torch.float16, torch.bfloat16)
+
+def _fast(l)->dict:
+    "Objects a layer reuses from call to call (its CSR tensor, bias column, ELL slices); dropped when its tensors move, change dtype or are rebuilt"
+    c = l.__dict__.get('_fast')
+    if c is None: c = l.__dict__['_fast'] = {}
+    return c
+
+def _csr(l)->Tensor:
+    "The layer's weight as a sparse CSR tensor on its buffers (float32 for half precision on CPU, where torch's CSR products lack those dtypes)"
+    c = _fast(l)
+    if 'csr' not in c:
+        v = l.values.detach()
+        if v.dtype in _half and v.device.type == 'cpu': v = v.float()
+        c['csr'] = torch.sparse_csr_tensor(l.crow_indices, l.col_indices, v, l.shape, check_invariants=False)  # shares the buffers' memory
+        c['bias'] = None if l.bias is None else l.bias.detach().to(v.dtype)
+    return c['csr']
+
+def _as(x:Tensor, dt:torch.dtype)->Tensor: return x if x.dtype == dt else x.to(dt)
+def _run_dense(l, x2): return F.linear(x2, l.dense_weight, l.bias)
+def _run_csr(l, x2):
+    w = _csr(l); b = _fast(l)['bias']; xt = _as(x2, w.dtype).t().contiguous()
+    return (torch.mm(w, xt) if b is None else torch.addmm(b.unsqueeze(1), w, xt)).t()
+def _run_csr_mv(l, x2):
+    w = _csr(l); b = _fast(l)['bias']; x = _as(x2[0], w.dtype)
+    return (torch.mv(w, x) if b is None else torch.addmv(b, w, x)).unsqueeze(0)
+def _run_ell(l, x2):
+    c = _fast(l)
+    if 'ell' not in c: c['ell'] = ([(getattr(l, f'ell_values_{g}'), getattr(l, f'ell_indices_{g}')) for g in range(l._n_slices)], l.ell_inv,
+                                   None if l.bias is None else l.bias.detach())  # plain tensors: compile keeps parameter shapes static
+    f = _ell_compiled(x2.shape[0] == 1) if l.compiled else _ell
+    return f(x2, *c['ell'])
+
+_runners = dict(dense=_run_dense, csr=_run_csr, csr_mv=_run_csr_mv, ell=_run_ell)
+
+def _run(l, f:str, x2:Tensor)->Tensor:
+    "Format `f` of layer `l` on rows `x2`; a sparse format under autocast computes in the layer's dtype and returns the autocast dtype, as `nn.Linear` does"
+    if f == 'dense': return _run_dense(l, x2)
+    dev = x2.device.type
+    if not torch.is_autocast_enabled(dev): return _as(_runners[f](l, x2), x2.dtype)
+    with torch.autocast(dev, enabled=False): return _runners[f](l, _as(x2, l.values.dtype)).to(torch.get_autocast_dtype(dev))
+
+# %% ../nbs/06_export.ipynb #7ae6f3e8
+class SparseInferenceLinear(TrulySparseLinear):
+    "An exported linear layer: its active weights (`values` at CSR positions), run at each row count in the format its `plan` gives"
+    _index_names = ('crow_indices', 'col_indices')  # persistent state: values, these and the bias (no transposed indices: nothing trains)
+
+    def _set(self, values:Tensor, flat:Tensor):
+        "Make `values` at sorted flat positions `flat` this layer's weights"
+        self.values = nn.Parameter(values, requires_grad=False)
+        crow = torch.searchsorted(flat, torch.arange(self.out_features + 1, device=flat.device) * self.in_features)
+        dt = torch.int32 if max(flat.numel(), self.in_features) < 2**31 - 1 else torch.int64
+        self.register_buffer('crow_indices', crow.to(dt))
+        self.register_buffer('col_indices', (flat - _rows(crow, flat.numel(), torch.int64) * self.in_features).to(dt))
+        self.plan, self.compiled, self._n_slices, self._formats, self._dense_only = {}, False, 0, {}, False
+        self.register_load_state_dict_post_hook(_RebuildFormats())
+
+    def forward(self, x:Tensor)->Tensor:
+        "`x Wᵀ + b` over the last dimension of `x` (leading dimensions flattened into rows), in the format planned for its row count"
+        if self._dense_only: return F.linear(x, self.dense_weight, self.bias)  # what nn.Linear runs, at its cost
+        n = x.shape[:-1].numel()
+        f = self._formats.get(n)
+        if f is None:
+            if n == 0: return x.new_zeros(*x.shape[:-1], self.out_features)
+            f = self._formats[n] = self.format_for(n)
+        if f == 'dense': return F.linear(x, self.dense_weight, self.bias)
+        x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+        y = _run(self, f, x2)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
+
+    def format_for(self, n:int)->str:
+        "The format run for `n` rows: the plan's, else the nearest planned row count's (by ratio; 'csr_mv' runs 1 row, more run 'csr')"
+        f = self.plan.get(n)
+        if f is None:
+            if not self.plan: raise RuntimeError("this SparseInferenceLinear has no plan: make it with `inference_linear` or `export_sparse`, or call `plan_layer`")
+            f = self.plan[min(self.plan, key=lambda b: (abs(math.log(b / n)), b))]
+        return 'csr' if f == 'csr_mv' and n != 1 else f
+
+    def set_plan(self,
+        plan:dict[int, str], # row count -> format (one of `inference_formats`; 'csr_mv' for 1 row only)
+        compiled:bool=False, # run 'ell' compiled (torch.compile)
+    ):
+        "Run each row count `n` in format `plan[n]` (the nearest planned count's for others); builds what those formats need"
+        bad = {b: f for b, f in plan.items() if f not in inference_formats or isinstance(b, bool) or not isinstance(b, int) or b < 1 or (f == 'csr_mv' and b != 1)}
+        if not plan or bad: raise ValueError(f"`plan` must map row counts (ints >= 1) to formats {inference_formats} ('csr_mv' for 1 row only), got {plan!r}")
+        self.plan, self.compiled = dict(plan), compiled
+        self._build()
+        self._formats, self._dense_only = {}, set(plan.values()) == {'dense'}  # row count -> format, filled as counts come
+        return self
+
+    @torch.no_grad()
+    def _build(self, fs=None):
+        "The derived (non-persistent) buffers of formats `fs` (default: the planned ones): the dense weight for 'dense', row-padded slices for 'ell'"
+        for n in [n for n in self._buffers if n == 'dense_weight' or n.startswith('ell_')]: del self._buffers[n]
+        self.__dict__.pop('_fast', None)
+        fs = set(self.plan.values() if fs is None else fs)
+        if 'dense' in fs: self.register_buffer('dense_weight', self.to_dense(), persistent=False)
+        self._n_slices = 0
+        if 'ell' in fs:
+            slices, inv = _ell_buffers(self.crow_indices, self.col_indices, self.values.detach())
+            for g, (v, i) in enumerate(slices):
+                self.register_buffer(f'ell_values_{g}', v, persistent=False); self.register_buffer(f'ell_indices_{g}', i, persistent=False)
+            self.register_buffer('ell_inv', inv, persistent=False); self._n_slices = len(slices)
+
+    def _ell_slices(self)->list[tuple[Tensor, Tensor]]:
+        return [(getattr(self, f'ell_values_{g}'), getattr(self, f'ell_indices_{g}')) for g in range(self._n_slices)]
+
+    def _apply(self, fn, *args, **kwargs):
+        "Move or cast the tensors (`.to`, `.cuda`, `.half`, ...), dropping the objects reused between calls"
+        self.__dict__.pop('_fast', None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self)->dict: return {k: v for k, v in super().__getstate__().items() if k != '_fast'}
+
+    def extra_repr(self)->str: return super().extra_repr() + f", plan={self.plan}" + (", compiled" if self.compiled else "")
+
+class _RebuildFormats:
+    "`load_state_dict` post-hook: rebuild the planned formats from the loaded values and indices"
+    def __call__(self, module, incompatible_keys): module._build()
+
+def _load_state(self:SparseInferenceLinear, state_dict, prefix, *args):
+    "Load values and CSR indices of any count; the transposed indices in a `TrulySparseLinear` checkpoint (older exports) are skipped"
+    skip = {prefix + n for n in ('t_crow_indices', 't_col_indices', 't_perm')}
+    TrulySparseLinear._load_from_state_dict(self, {k: v for k, v in state_dict.items() if k not in skip}, prefix, *args)
+
+def _no_update(self, *args, **kwargs):
+    raise RuntimeError("an exported SparseInferenceLinear is for inference: to train it, convert the model back with masked_dense(model)")
+
+SparseInferenceLinear._load_from_state_dict, SparseInferenceLinear.topology_update = _load_state, _no_update
+
+# %% ../nbs/06_export.ipynb #4ad8aa3a
+def _sync(dev:torch.device):
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+
+def _calls_per_round(f, dev:torch.device, target:float)->int:
+    "How many calls of `f` take about `target` seconds (1 to 1000)"
+    _sync(dev); t = time.perf_counter(); f(); _sync(dev)
+    return max(1, min(1000, int(target / max(time.perf_counter() - t, 1e-7))))
+
+def _warm(layer, f:str, x2:Tensor):
+    "Run format `f` once; a compiled format compiles here, its shapes traced without tying equal sizes together (so the next layer reuses the code)"
+    if f != 'ell' or not layer.compiled: return _run(layer, f, x2)
+    import torch.fx.experimental._config as fx_config
+    with fx_config.patch(use_duck_shape=False): return _run(layer, f, x2)
+
+@torch.no_grad()
+def time_formats(
+    layer:SparseInferenceLinear, # the layer to time (its plan stays)
+    n:int, # rows per call
+    fmts=inference_formats, # formats to time ('csr_mv' only at 1 row; 'ell' compiled if `layer.compiled`)
+    rounds:int=7, # alternating rounds: every format once per round, in reversed order every other round
+    target:float=1e-3, # seconds of calls per format and round
+)->dict[str, float]:
+    "Seconds per call of `layer` at `n` rows in each of `fmts`, in its fastest round (a format that fails is left out, with a warning)"
+    dev = layer.values.device
+    x = torch.randn(n, layer.in_features, device=dev, dtype=layer.values.dtype)
+    fmts = [f for f in fmts if f != 'csr_mv' or n == 1]
+    layer._build(fmts)
+    try:
+        runs = {}
+        for f in fmts:
+            try: _warm(layer, f, x)
+            except Exception as e: warnings.warn(f"format {f!r} failed at {n} rows and is left out: {type(e).__name__}: {e}"); continue
+            runs[f] = (lambda f: lambda: _run(layer, f, x))(f)
+        reps = {f: _calls_per_round(r, dev, target) for f, r in runs.items()}
+        ts = {f: [] for f in runs}
+        for r in range(rounds):
+            for f in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                _sync(dev); t = time.perf_counter()
+                for _ in range(reps[f]): runs[f]()
+                _sync(dev); ts[f].append((time.perf_counter() - t) / reps[f])
+        return {f: min(v) for f, v in ts.items()}  # other work on the machine only ever adds time: the fastest round is the least disturbed
+    finally: layer._build()
+
+# %% ../nbs/06_export.ipynb #5fc25157
+def rule_format(layer:SparseInferenceLinear, n:int)->str:
+    "The fixed rule, read off the table below (CPU): the format for `n` rows from the layer's density; never 'ell', which timing may still choose"
+    d = layer.n_active / layer.numel
+    if n == 1: return 'csr_mv' if d <= 0.2 else 'dense'
+    return 'csr' if d <= (0.1 if n <= 64 else 0.05) else 'dense'
+
+_chooses = ('time', 'rule') + inference_formats
+
+def _check_plan_args(batch_sizes, choose, min_speedup, rounds):
+    if isinstance(batch_sizes, (int, str)) or not batch_sizes or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batch_sizes):
+        raise ValueError(f"`batch_sizes` must be a non-empty sequence of ints >= 1 (rows per call, leading dimensions flattened), got {batch_sizes!r}")
+    if choose not in _chooses: raise ValueError(f"`choose` must be one of {_chooses}, got {choose!r}")
+    if isinstance(min_speedup, bool) or not isinstance(min_speedup, (int, float)) or not min_speedup > 0:
+        raise ValueError(f"`min_speedup` must be a number > 0, got {min_speedup!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1: raise ValueError(f"`rounds` must be an int >= 1, got {rounds!r}")
+
+def _eager_ell_ok(layer, n:int)->bool:
+    "Whether uncompiled 'ell' is worth timing at `n` rows: it materialises every padded product (at most 2²⁴ of them)"
+    return n * layer.n_active * 1.25 <= 2**24
+
+def plan_layer(
+    layer:SparseInferenceLinear, # the layer to plan, in place
+    batch_sizes=(1,), # row counts to choose a format for
+    compile:bool=False, # may 'ell' run compiled (torch.compile)?
+    choose:str='time', # 'time': the fastest by timing; 'rule': `rule_format`; or one of `inference_formats` for every count
+    min_speedup:float=1.1, # with 'time': how much faster than 'dense' a sparse format must be to be chosen
+    rounds:int=7, # with 'time': alternating timing rounds per row count
+)->SparseInferenceLinear:
+    "Choose and set `layer`'s format for each of `batch_sizes`, dense where no sparse format wins; a compiled format is compiled here"
+    _check_plan_args(batch_sizes, choose, min_speedup, rounds)
+    layer.compiled = compile
+    if choose in inference_formats: plan = {b: 'csr' if choose == 'csr_mv' and b != 1 else choose for b in batch_sizes}
+    elif choose == 'rule': plan = {b: rule_format(layer, b) for b in batch_sizes}
+    else:
+        plan = {}
+        for b in batch_sizes:
+            ts = time_formats(layer, b, [f for f in inference_formats if f != 'ell' or compile or _eager_ell_ok(layer, b)], rounds)
+            best = min(ts, key=ts.get)
+            plan[b] = best if ts[best] * min_speedup <= ts['dense'] else 'dense'
+    layer.set_plan(plan, compile)
+    with torch.no_grad():
+        for b, f in plan.items():
+            if f == 'ell' and compile: _warm(layer, f, torch.zeros(b, layer.in_features, device=layer.values.device, dtype=layer.values.dtype))
+    return layer
+
+def inference_linear(
+    weight:Tensor, # (out_features, in_features) weight
+    mask:Tensor|None=None, # bool mask of its active weights (default: its non-zero entries)
+    bias:Tensor|None=None, # the bias, if any
+    **kwargs, # passed to `plan_layer`: batch_sizes, compile, choose, min_speedup, rounds
+)->SparseInferenceLinear:
+    "The inference layer of one linear layer: its active weights, run at each batch size in its fastest format (what `export_sparse` makes of a masked linear layer)"
+    w = weight.detach()
+    layer = SparseInferenceLinear.from_dense(w, w != 0 if mask is None else mask.bool(), bias).requires_grad_(False)
+    return plan_layer(layer, **kwargs)
+
+def _from_truly_sparse(l:TrulySparseLinear)->SparseInferenceLinear:
+    "A `SparseInferenceLinear` with the values, positions and bias of truly sparse layer `l`"
+    res = SparseInferenceLinear.__new__(SparseInferenceLinear); nn.Module.__init__(res)
+    res.in_features, res.out_features, res.record = l.in_features, l.out_features, False
+    res._set(l.values.detach().clone(), l.flat())
+    res.bias = None if l.bias is None else nn.Parameter(l.bias.detach().clone())
+    return res.requires_grad_(False)
+
 # %% ../nbs/06_export.ipynb #3c621ada
-def export_sparse(model:nn.Module)->nn.Module:
-    "A copy of `model` for inference whose sparse layers store only their active weights (`TrulySparseLinear` for Linear layers)"
+def _linear_parts(m:nn.Module, names:list[str])->tuple[Tensor, Tensor, Tensor|None]|None:
+    "(weight as (out, in), mask, bias) of a masked linear layer `m`; None for a layer that is not linear"
+    if type(m) is nn.Linear and names == ['weight']: return m.weight, m.weight_mask, m.bias
+    return None
+
+def export_sparse(
+    model:nn.Module, # a trained masked (or truly sparse) model
+    batch_sizes=(1,), # rows per call to be fast at (batch × sequence length: leading dimensions flattened); other counts run the nearest's format
+    compile:bool=False, # also consider 'ell' compiled with torch.compile (CPU: needs a C++ compiler; compiles at export, once per process)
+    choose:str='time', # 'time': time every linear layer's formats at export; 'rule': the fixed `rule_format`; or one format for every linear layer
+    min_speedup:float=1.1, # with 'time': a sparse format replaces dense only if at least this much faster
+    rounds:int=7, # with 'time': alternating timing rounds per layer and batch size
+)->nn.Module:
+    "A copy of `model` for inference whose sparse layers store only their active weights, each linear layer running each of `batch_sizes` in its fastest format"
+    plan = dict(batch_sizes=batch_sizes, compile=compile, choose=choose, min_speedup=min_speedup, rounds=rounds)
+    _check_plan_args(batch_sizes, choose, min_speedup, rounds)
     src = unwrap_model(model)
     _refuse_sharded(src, 'export_sparse')
     if not masked_params(src) and not truly_sparse_layers(src): raise ValueError("`model` has no masked weights: sparsify and train it first")
@@ -60,8 +376,9 @@ def export_sparse(model:nn.Module)->nn.Module:
     for m, n in masked_params(res): by_module.setdefault(m, []).append(n)
     parents = {id(c): (p, name) for p in res.modules() for name, c in p.named_children()}
     for m, names in by_module.items():
-        if type(m) is nn.Linear and id(m) in parents:
-            p, name = parents[id(m)]
-            setattr(p, name, TrulySparseLinear.from_dense(m.weight.detach(), m.weight_mask, m.bias))
+        parts = _linear_parts(m, names) if id(m) in parents else None
+        if parts is not None: setattr(*parents[id(m)], inference_linear(*parts, **plan))
         else: _compact_layer(m, names)
+    for m in truly_sparse_layers(res):  # layers trained truly sparse (or exported before): the same choice of formats
+        if id(m) in parents: setattr(*parents[id(m)], plan_layer(m if isinstance(m, SparseInferenceLinear) else _from_truly_sparse(m), **plan))
     return res.requires_grad_(False).eval()
