@@ -64,7 +64,7 @@ def _finding_lr(learn)->bool: return any(isinstance(cb, LRFinder) for cb in lear
 def _setup_engine(self:DynamicSparseTrainingCallback):
     "Build the drop/grow engine for the learner's model (once per model)"
     model = unwrap_model(self.learn.model)  # the same engine serves the model inside DDP/accelerate or torch.compile wrappers
-    if self.engine is None or self.engine.model is not model:
+    if self.engine is None or self.engine.model is not model or self.engine.stale():  # `truly_sparse`/`masked_dense` since the last fit: rebuild
         self.engine = DropGrowEngine(model, self.keep_score_f, self.grow_score_f, self.redistribute_f,
                                      self.sparse_modules, self.allow_regrow, self.seed)
         if getattr(self, '_pending_generator', None) is not None:

@@ -6,9 +6,10 @@ Docs: https://fastsparse.github.io/fastsparse/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #e83a52e8
 from __future__ import annotations
-import math, numbers, sys, weakref
+import math, numbers, sys, warnings, weakref
 from collections.abc import Iterable
 from functools import wraps
+from typing import NamedTuple
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
@@ -18,11 +19,12 @@ from .sharded import _magnitude_mask, _global_magnitude_counts
 
 # %% auto #0
 __all__ = ['sparseable_types', 'n_active', 'sparse_mask', 'sparse_mask_like', 'constant_fan_in_mask', 'mask_from_tensor',
-           'sparsity_from_tensor', 'sparseable_modules', 'sparseable_params', 'uniform_sparsity',
+           'sparsity_from_tensor', 'LinearSpec', 'linear_spec', 'LinearLikeRegistration', 'register_linear_like',
+           'unregister_linear_like', 'sparseable_modules', 'sparseable_params', 'uniform_sparsity',
            'first_layer_dense_uniform', 'erdos_renyi_sparsity', 'masked_params_of', 'masked_params',
            'weights_and_masks', 'weights_and_masks_of', 'sparse_params', 'apply_masks', 'MaskEnforcer',
-           'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks', 'topk_mask', 'top_k_mask',
-           'maybe_float', 'is_sparseable_module', 'sparse_report', 'format_sparse_report', 'random_score',
+           'sparse_kaiming_init_', 'unwrap_model', 'sparsify_model', 'sync_masks', 'topk_mask', 'shared_weights',
+           'top_k_mask', 'maybe_float', 'is_sparseable_module', 'sparse_report', 'format_sparse_report', 'random_score',
            'weight_magnitude', 'gradient_magnitude', 'gradient_momentum', 'SET_presets', 'SNFS_presets', 'RigL_presets',
            'DynamicSparseTrainingCallback']
 
@@ -95,17 +97,84 @@ def sparsity_from_tensor(t:Tensor)->float:
     "Fraction of entries of `t` that are zero (for a bool mask: `False`)"
     return 1 - _nonzero_count(t) / t.numel()  # a sharded (FSDP2) tensor: counted over all its ranks
 
+# %% ../nbs/00_core.ipynb #adaede14
+class LinearSpec(NamedTuple):
+    "How a linear layer holds its weight `W` (`(out_features, in_features)` in its maths), and whether its forward is exactly `x @ W.T + b`"
+    weight:str='weight' # attribute holding the 2-D weight
+    layout:str='out_in' # 'out_in': stored `(out_features, in_features)`, as `nn.Linear`; 'in_out': stored `(in_features, out_features)`, as HF's `Conv1D`
+    bias:str|None='bias' # attribute holding the additive bias (None: the layer has none)
+    computes_linear:bool=False # forward is exactly `x @ W.T + b`: `truly_sparse` and `export_sparse` may replace the layer by a `TrulySparseLinear`
+
+_known_linear = {  # recognised by qualified class name, so transformers and timm are never imported
+    'torch.nn.modules.linear.Linear': LinearSpec('weight', 'out_in', 'bias', True),
+    'transformers.pytorch_utils.Conv1D': LinearSpec('weight', 'in_out', 'bias', True),  # GPT-2's attention and MLP: `addmm(bias, x, weight)`
+    'transformers.modeling_utils.Conv1D': LinearSpec('weight', 'in_out', 'bias', True),  # the same class in transformers before 4.19
+    'timm.layers.linear.Linear': LinearSpec('weight', 'out_in', 'bias', True),  # `F.linear(x, weight, bias)` (cast to x's dtype under TorchScript only)
+}
+_registered = {}  # class -> LinearSpec, declared with `register_linear_like`
+
+def linear_spec(module:nn.Module)->LinearSpec|None:
+    "How `module` holds its linear weight: a `register_linear_like` declaration, else `nn.Linear`, HF `Conv1D` or timm `Linear` (and their subclasses); None otherwise"
+    cls = type(module)
+    for c in cls.__mro__:
+        spec = _registered.get(c) or _known_linear.get(f'{c.__module__}.{c.__qualname__}')
+        if spec is None: continue
+        if spec.computes_linear and c is not cls and cls.forward is not c.forward: spec = spec._replace(computes_linear=False)  # a subclass with its own forward may compute anything
+        return spec
+    return None
+
+# %% ../nbs/00_core.ipynb #8585754e
+class LinearLikeRegistration:
+    "What `register_linear_like` returns: `remove()` (or the end of a `with` block) restores the class's previous declaration"
+    def __init__(self, cls:type, spec:LinearSpec, prev:LinearSpec|None): self.cls, self.spec, self.prev, self.removed = cls, spec, prev, False
+    def remove(self):
+        "Undo the declaration (unless a later `register_linear_like` of the same class replaced it)"
+        if not self.removed and _registered.get(self.cls) is self.spec:
+            if self.prev is None: del _registered[self.cls]
+            else: _registered[self.cls] = self.prev
+        self.removed = True
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.remove()
+    def __repr__(self): return f"LinearLikeRegistration({self.cls.__qualname__}, {self.spec}, removed={self.removed})"
+
+_layouts = ('out_in', 'in_out')
+
+def register_linear_like(
+    cls:type, # an `nn.Module` subclass; its subclasses follow it unless they define their own `forward`
+    weight:str='weight', # attribute holding the 2-D weight
+    layout:str='out_in', # 'out_in': weight stored `(out_features, in_features)` (nn.Linear); 'in_out': `(in_features, out_features)` (HF Conv1D)
+    bias:str|None='bias', # attribute holding the additive bias (None: none)
+    computes_linear:bool=False, # True if forward is exactly `x @ W.T + b` (W the `(out, in)` weight): `truly_sparse` and `export_sparse` may replace it
+)->LinearLikeRegistration:
+    "Declare `cls` a linear layer: `sparsify_model` masks its `weight`, fan-in follows `layout`, FLOPs are counted; with `computes_linear` it converts truly sparse"
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)): raise TypeError(f"`cls` must be an nn.Module subclass, got {cls!r}")
+    if not isinstance(weight, str) or not weight.isidentifier(): raise ValueError(f"`weight` must be the name of the weight attribute, got {weight!r}")
+    if layout not in _layouts: raise ValueError(f"`layout` must be one of {_layouts} ('out_in': (out_features, in_features) as nn.Linear, 'in_out': (in, out) as HF Conv1D), got {layout!r}")
+    if bias is not None and (not isinstance(bias, str) or not bias.isidentifier()): raise ValueError(f"`bias` must be the name of the bias attribute or None, got {bias!r}")
+    if not isinstance(computes_linear, bool): raise TypeError(f"`computes_linear` must be True or False, got {computes_linear!r}")
+    spec = LinearSpec(weight, layout, bias, computes_linear)
+    prev, _registered[cls] = _registered.get(cls), spec
+    return LinearLikeRegistration(cls, spec, prev)
+
+def unregister_linear_like(cls:type):
+    "Forget every `register_linear_like` declaration of `cls` (built-in knowledge of nn.Linear, Conv1D and timm's Linear stays)"
+    _registered.pop(cls, None)
+
 # %% ../nbs/00_core.ipynb #b42b8bec
 _linear_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 sparseable_types = _linear_types + (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)
+
+def _is_sparseable(m:nn.Module, types:tuple)->bool:
+    "Whether `m` is one of `types` or a linear layer `linear_spec` knows"
+    return isinstance(m, types) or linear_spec(m) is not None
 
 def sparseable_modules(
     model:nn.Module, # model to search
     additional_types:Iterable[type]=(), # extra module types whose `weight` is made sparse
 )->list[nn.Module]:
-    "Modules of `model` that have sparseable weights, in `model.modules()` order"
+    "Modules of `model` that have sparseable weights (`sparseable_types`, layers `linear_spec` knows, `additional_types`), in `model.modules()` order"
     types = sparseable_types + tuple(additional_types)
-    return [m for m in model.modules() if isinstance(m, types) and sparseable_params(m)]
+    return [m for m in model.modules() if _is_sparseable(m, types) and sparseable_params(m)]
 
 # %% ../nbs/00_core.ipynb #2fc866e4
 def _weight_names(m:nn.Module)->list[str]:
@@ -114,6 +183,7 @@ def _weight_names(m:nn.Module)->list[str]:
         return ['in_proj_weight'] if m.in_proj_weight is not None else ['q_proj_weight', 'k_proj_weight', 'v_proj_weight']
     if isinstance(m, nn.RNNBase): return [n for n in m._flat_weights_names if n.startswith('weight_')]
     if isinstance(m, nn.RNNCellBase): return ['weight_ih', 'weight_hh']
+    if (s := linear_spec(m)) is not None: return [s.weight]
     return ['weight']
 
 def sparseable_params(
@@ -202,9 +272,8 @@ def _check_sparsities(ss, params, f)->list[float]:
 
 # %% ../nbs/00_core.ipynb #ab8ff74e
 def masked_params_of(module:nn.Module)->list[tuple[nn.Module, str]]:
-    "`(module, name)` of the masked weights that belong to `module` itself (not its children)"
-    return [(module, n) for n in _weight_names(module)
-            if isinstance(getattr(module, n, None), nn.Parameter) and isinstance(getattr(module, f'{n}_mask', None), Tensor)]
+    "`(module, name)` of the masked weights that belong to `module` itself (not its children): each parameter `<name>` with a `<name>_mask` buffer"
+    return [(module, n) for n, p in module._parameters.items() if p is not None and isinstance(module._buffers.get(f'{n}_mask'), Tensor)]
 
 def masked_params(model:nn.Module)->list[tuple[nn.Module, str]]:
     "`(module, weight name)` of every weight of `model` that has a mask buffer, in module order"
@@ -232,8 +301,9 @@ def sparse_params(
     module:nn.Module, # a layer or a whole model (searched recursively, as in fastsparse 0.0.5)
 )->list[tuple[nn.Parameter, Tensor, float]]:
     "`(param, mask, sparsity)` for every parameter of `module` that has a `<name>_mask` buffer; `sparsity` is read from the current mask"
-    bufs = dict(module.named_buffers())
-    return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in module.named_parameters() if f'{n}_mask' in bufs]
+    bufs, seen = dict(module.named_buffers()), set()
+    ps = [(n, p) for n, p in module.named_parameters(remove_duplicate=False) if f'{n}_mask' in bufs and not (id(p) in seen or seen.add(id(p)))]  # a tied weight once, by its masked name
+    return [(p, bufs[f'{n}_mask'], sparsity_from_tensor(bufs[f'{n}_mask'])) for n, p in ps]
 
 # %% ../nbs/00_core.ipynb #7aa21d29
 _bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # integer dtype of each element size
@@ -258,8 +328,41 @@ def _opt_params(opt)->Iterable[Tensor]:
     return (p for pl in getattr(opt, 'param_lists', []) for p in pl)
 
 def _after_opt_step(opt, *args, **kwargs):
-    "Optimizer step post-hook: re-mask the weights of every sparse model that `opt` updates"
+    "Optimizer step post-hook: refuse an optimizer that holds replaced parameters; re-mask the weights of every sparse model that `opt` updates"
+    if _replaced: _refuse_replaced(opt)
     for e in list(_enforcers): e.after_step(opt)  # (hooks are removed with the last `remove()`, never from inside a step)
+
+# %% ../nbs/00_core.ipynb #5e236d8b
+_replaced = {}  # id -> (weakref, what replaced it, where it was): parameters of layers that `truly_sparse` or `masked_dense` replaced, while they live
+_clean_opts = weakref.WeakKeyDictionary()  # optimizer -> (marks, parameter count) when it was last found to hold none of them
+_marks = [0]  # replaced parameters marked so far
+
+def _mark_replaced(p:Tensor, how:str, where:str):
+    "Remember parameter `p` (until it is freed) as replaced by `how` ('truly_sparse' or 'masked_dense') in layer `where`"
+    _replaced[id(p)] = (weakref.ref(p, lambda r, k=id(p), d=_replaced: d.pop(k, None)), how, where)
+    _marks[0] += 1
+
+def _replaced_by(p:Tensor)->tuple[str, str]|None:
+    "(what replaced parameter `p`, the layer it was in), or None if it was not replaced"
+    e = _replaced.get(id(p))
+    return e[1:] if e is not None and e[0]() is p else None
+
+def _refuse_replaced(opt):
+    "Raise if optimizer `opt` (torch, fastai, or a wrapper with `.opt`) holds parameters that `truly_sparse` or `masked_dense` replaced"
+    inner = getattr(opt, 'opt', opt)
+    ps = list(_opt_params(inner))
+    key = (_marks[0], len(ps))
+    try:
+        if _clean_opts.get(inner) == key: return
+    except TypeError: pass  # an optimizer that cannot be weakly referenced: checked every time
+    bad = [r for p in ps if (r := _replaced_by(p)) is not None]
+    if bad:
+        hows = sorted({h for h, w in bad})
+        raise RuntimeError(f"the optimizer holds {len(bad)} parameters that {' and '.join(f'`{h}`' for h in hows)} replaced (in {sorted({w for h, w in bad})}): "
+                           f"they are no longer in the model, so its steps do not train the layers that replaced them: create the optimizer after {hows[-1]}(model) "
+                           "(and a DynamicSparseTrainingOptimizerWrapper with it; in fastai, learn.create_opt())")
+    try: _clean_opts[inner] = key
+    except TypeError: pass
 
 # %% ../nbs/00_core.ipynb #648eefdf
 def _wrap_fastai_step(orig):
@@ -305,6 +408,23 @@ class _MaskAfterLoad:
     "`load_state_dict` post-hook of a sparse layer (installed by `MaskEnforcer`): zero its masked weights"
     def __call__(self, module, incompatible_keys): _mask_(*weights_and_masks_of(module))
 
+class _MaskTiedAfterLoad:
+    "Load hooks for a layer using a tied weight whose mask layer `owner` holds: re-mask after the layer loads, unless the same load brings the mask afterwards"
+    def __init__(self, owner:nn.Module, name:str, orel:str, owner_after:bool):  # `orel`: owner's path from the layers' common ancestor
+        self.owner, self.name, self.orel, self.owner_after, self.skip = owner, name, orel, owner_after, False
+    def pre(self, module, state_dict, prefix, *args):
+        "Pre-hook of the common ancestor (its state dict holds both layers' keys): will the owner load its mask after this layer?"
+        self.skip = self.owner_after and f"{prefix}{self.orel}{self.name}_mask" in state_dict  # then the owner masks (masking now would zero newly active entries)
+    def __call__(self, module, incompatible_keys):
+        if not self.skip: _mask_([getattr(self.owner, self.name)], [getattr(self.owner, f'{self.name}_mask')])
+        self.skip = False
+
+def _common(a:str, b:str)->str:
+    "Path of the deepest module containing the modules at paths `a` and `b`"
+    pa, pb = a.split('.') if a else [], b.split('.') if b else []
+    n = next((i for i, (x, y) in enumerate(zip(pa, pb)) if x != y), min(len(pa), len(pb)))
+    return '.'.join(pa[:n])
+
 class _SparsityAfterLoad:
     "`load_state_dict` post-hook of a sparse layer: recompute its recorded `<name>_sparsity` from the loaded masks"
     def __call__(self, module, incompatible_keys):
@@ -331,6 +451,13 @@ class MaskEnforcer:
         self.handles = []
         for m in {id(m): m for m, n in self.params}.values():
             self.handles.append(m.register_load_state_dict_post_hook(_MaskAfterLoad()))
+        hs, order = _holders(model), {id(m): (i, p) for i, (p, m) in enumerate(model.named_modules())}
+        for m, n in self.params:  # the other layers that use a tied masked weight: loading them re-masks it too
+            for h in {id(h): h for _, h, a in hs.get(id(getattr(m, n)), []) if h is not m}.values():
+                (ih, hp), (io, op) = order[id(h)], order[id(m)]
+                c = _common(hp, op)
+                t = _MaskTiedAfterLoad(m, n, (op[len(c):].lstrip('.') + '.') if op != c else '', io > ih)
+                self.handles += [model.get_submodule(c).register_load_state_dict_pre_hook(t.pre), h.register_load_state_dict_post_hook(t)]
         if forward: self.handles.append(model.register_forward_pre_hook(self))
         model._sparse_enforcer = self
         self._register()
@@ -377,9 +504,10 @@ def sparse_kaiming_init_(
     mask:Tensor, # its bool mask
     nonlinearity:str='relu', # passed to `nn.init.calculate_gain`
     generator:torch.Generator|None=None, # random generator
+    fan_in:int|None=None, # inputs per output unit of the dense layer; None: torch's rule (dim 1 × kernel size), wrong for an `(in, out)` weight such as HF Conv1D's
 ):
     "Kaiming-normal init whose fan-in counts only active connections: `std = gain / sqrt(fan_in · density)`"
-    fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
+    if fan_in is None: fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
     density = max(_nonzero_count(mask) / mask.numel(), 1 / mask.numel())
     std = nn.init.calculate_gain(nonlinearity) / math.sqrt(fan_in * density)
     with torch.no_grad():
@@ -435,10 +563,11 @@ def sparsify_model(
     weight_init:str|None=None, # None keeps the current weights; 'sparse_kaiming' re-initialises active weights with `sparse_kaiming_init_`
     mask_init:str='random', # 'random'; 'constant_fan_in': random, every output unit the same fan-in; 'magnitude': each layer's largest |w|; 'magnitude_global': one |w| threshold
     generator:torch.Generator|None=None, # random generator for the masks (and `weight_init`)
+    tied:str='dense', # a weight also used by a layer that is not sparseable (a head tied to its embedding): 'dense' leaves it dense, 'sparse' masks it (the tie is kept)
     sparsify_method=None, sparse_init_f=None, enforce_mask=None, # older spellings of `sparse_f` and `enforce_masks`
 )->MaskEnforcer:
     "Add a random bool mask buffer `<weight>_mask` to every sparseable weight of the model, zero the masked weights, and enforce the masks"
-    model = _model_of(model_or_learner)
+    model, additional_types = _model_of(model_or_learner), tuple(additional_types)
     model_sparsity = _check_sparsity(model_sparsity, 'model_sparsity')
     sparse_f = _alias('sparse_f', sparse_f, dict(sparsify_method=sparsify_method, sparse_init_f=sparse_init_f), uniform_sparsity)
     enforce = _alias('enforce_masks', enforce_masks, dict(enforce_mask=enforce_mask), True)
@@ -446,24 +575,29 @@ def sparsify_model(
     if weight_init not in (None, 'sparse_kaiming'): raise ValueError(f"`weight_init` must be None or 'sparse_kaiming', got {weight_init!r}")
     if mask_init not in _mask_inits: raise ValueError(f"`mask_init` must be one of {_mask_inits}, got {mask_init!r}")
     if weight_init and mask_init not in ('random', 'constant_fan_in'): raise ValueError("`weight_init` re-initialises weights, which defeats a `mask_init` chosen from the current (e.g. pretrained) weights")
+    if tied not in _tied_modes: raise ValueError(f"`tied` must be one of {_tied_modes} (for weights shared with a non-sparseable layer such as an embedding), got {tied!r}")
     if not callable(sparse_f): raise TypeError(f"`sparse_f` must be a function f(params, model_sparsity) -> list of sparsities, got {sparse_f!r}")
     if masked_params(model): raise ValueError("the model is already sparse (it has weight masks); sparsifying it again would mask twice. "
                                               "Start from the dense model, or keep the existing masks.")
     targets = _unique_targets(model, additional_types)
     _refuse_unmaskable(model, additional_types, targets, weight_init)
-    if not targets: raise ValueError(f"`model_or_learner` has no sparseable layer (types: {[t.__name__ for t in sparseable_types]}); "
-                                     "pass other layer types in `additional_types`")
+    _warn_unknown(model, additional_types)
+    tied_dense = _tied_elsewhere(model, additional_types, targets) if tied == 'dense' else {}
+    targets = [t for t in targets if id(t[2]) not in tied_dense]
+    if not targets: raise ValueError(f"`model_or_learner` has no sparseable layer (types: {[t.__name__ for t in sparseable_types]}, HF Conv1D, "
+                                     f"layers declared with `register_linear_like`){_tied_note if tied_dense else ''}; "
+                                     "pass other layer types in `additional_types`, or declare a custom linear layer with `register_linear_like`")
     params = [p for m, n, p in targets]
     if mask_init == 'magnitude_global': ss = _global_magnitude_sparsities(params, model_sparsity)
     else: ss = _check_sparsities(sparse_f(params, model_sparsity), params, sparse_f)
     names = {id(m): k for k, m in model.named_modules()}
     for (m, n, p), s in zip(targets, ss):
         if s == 0: continue  # dense layers get no mask
-        mask = _new_mask(p, s, mask_init, generator, f"{names[id(m)]}.{n}".lstrip('.'))
+        mask = _new_mask(p, s, mask_init, generator, f"{names[id(m)]}.{n}".lstrip('.'), _out_dim(m, n, p))
         m.register_buffer(f'{n}_mask', mask)
         _add_load_hooks(m)
         setattr(m, f'{n}_sparsity', 1 - n_active(p.numel(), s) / p.numel())  # kept in sync by topology updates and loads
-        if weight_init: sparse_kaiming_init_(p, mask, generator=generator)
+        if weight_init: sparse_kaiming_init_(p, mask, generator=generator, fan_in=_fan_in(m, n, p))
     sync_masks(model)
     apply_masks(model)
     return MaskEnforcer(model, forward=enforce == 'forward') if enforce else None
@@ -474,12 +608,13 @@ def sync_masks(model:nn.Module, src:int=0):
     for m in weights_and_masks(model)[1]:
         if not is_sharded(m): dist.broadcast(m.view(torch.uint8), src)  # a sharded mask holds rank 0's rows already (see `_new_mask`)
 
-_mask_inits = ('random', 'constant_fan_in', 'magnitude', 'magnitude_global')
+_tied_note = " besides weights tied to non-sparseable layers (pass tied='sparse' to mask them)"
+_mask_inits, _tied_modes = ('random', 'constant_fan_in', 'magnitude', 'magnitude_global'), ('dense', 'sparse')
 
-def _initial_mask(p:Tensor, s:float, mask_init:str, generator:torch.Generator|None)->Tensor:
+def _initial_mask(p:Tensor, s:float, mask_init:str, generator:torch.Generator|None, out_dim:int=0)->Tensor:
     "The mask `sparsify_model` gives weight `p` at sparsity `s` by `mask_init`"
     if mask_init == 'random': return sparse_mask_like(p, s, generator=generator)
-    if mask_init == 'constant_fan_in': return constant_fan_in_mask(p.shape, s, generator=generator, device=p.device)
+    if mask_init == 'constant_fan_in': return constant_fan_in_mask(p.shape, s, generator=generator, device=p.device, out_dim=out_dim)
     return topk_mask(p.detach().abs(), n_active(p.numel(), s))
 
 def topk_mask(scores:Tensor, k:int)->Tensor:
@@ -488,12 +623,12 @@ def topk_mask(scores:Tensor, k:int)->Tensor:
     if k: mask[scores.reshape(-1).float().topk(k, sorted=False).indices] = True
     return mask.view(scores.shape)
 
-def _new_mask(p:Tensor, s:float, mask_init:str, generator, where:str)->Tensor:
+def _new_mask(p:Tensor, s:float, mask_init:str, generator, where:str, out_dim:int=0)->Tensor:
     "Initial mask of weight `p` at sparsity `s` by `mask_init` (see `_initial_mask`); a sharded weight gets one sharded like it, the mask one process would make"
-    if not is_sharded(p): return _initial_mask(p, s, mask_init, generator)
+    if not is_sharded(p): return _initial_mask(p, s, mask_init, generator, out_dim)
     _shard_dim(p, where)  # a layout the engine can update, or an error naming the layer
     if mask_init == 'random': return _shard_like(sparse_mask(p.shape, s, generator=generator, device=_local(p).device), p)  # rank 0's draw; each rank keeps its rows
-    if mask_init == 'constant_fan_in': return _shard_like(constant_fan_in_mask(p.shape, s, generator=generator, device=_local(p).device), p)
+    if mask_init == 'constant_fan_in': return _shard_like(constant_fan_in_mask(p.shape, s, generator=generator, device=_local(p).device, out_dim=out_dim), p)
     return _magnitude_mask(p, n_active(p.numel(), s))
 
 def _global_magnitude_sparsities(params, model_sparsity)->list[float]:
@@ -517,7 +652,7 @@ def _unique_targets(model, additional_types)->list[tuple[nn.Module, str, nn.Para
 def _parametrized(model, additional_types)->list[tuple[nn.Module, str]]:
     "`(module, name)` of sparseable weights computed by a `torch.nn.utils.parametrize` parametrization (weight_norm, spectral_norm, ...)"
     types = sparseable_types + tuple(additional_types)
-    return [(m, n) for m in model.modules() if isinstance(m, types) for n in _weight_names(m)
+    return [(m, n) for m in model.modules() if _is_sparseable(m, types) for n in _weight_names(m)
             if n in getattr(getattr(m, 'parametrizations', None), '_modules', {})]
 
 def _refuse_unmaskable(model, additional_types, targets, weight_init):
@@ -531,9 +666,60 @@ def _refuse_unmaskable(model, additional_types, targets, weight_init):
     if ps := [(m, n) for m, n, p in targets if p.layout != torch.strided or getattr(m, 'sparse', False) is True]:
         raise ValueError(f"{where(ps)}: layers with sparse gradients or sparse storage (e.g. nn.Embedding(sparse=True)) cannot be masked; "
                          "create them with sparse=False, or leave them out of `additional_types`")
+    if ps := [(m, n) for m in model.modules() if isinstance(m, additional_types) or (_registered_spec(m) and not isinstance(m, sparseable_types))
+              for n in _weight_names(m) if not isinstance(getattr(m, n, None), nn.Parameter) and not (hasattr(m, n) and getattr(m, n) is None)]:
+        raise ValueError(f"{where(ps)} ({sorted({type(m).__name__ for m, n in ps})}): no such Parameter to mask. Declare which attribute holds the "
+                         "layer's weight: register_linear_like(LayerType, weight='<attribute>', layout='out_in' or 'in_out')")
+    if ps := [(m, n) for m, n, p in targets if linear_spec(m) is not None and p.dim() != 2]:
+        raise ValueError(f"{where(ps)}: declared linear layers ({sorted({type(m).__name__ for m, n in ps})}) must hold a 2-D weight, these have "
+                         f"{sorted({getattr(m, n).dim() for m, n in ps})} dimensions; correct the `register_linear_like` declaration")
     if weight_init and (ps := [(m, n) for m, n, p in targets if p.dim() < 2]):
         raise ValueError(f"{where(ps)}: weight_init='sparse_kaiming' needs weights with a fan-in (at least 2 dimensions), and these have "
                          f"{sorted({getattr(m, n).dim() for m, n in ps})}; use weight_init=None, or leave these layer types out of `additional_types`")
+
+# %% ../nbs/00_core.ipynb #7c3325fb
+def _registered_spec(m:nn.Module)->bool:
+    "Whether `m`'s linear declaration comes from `register_linear_like`"
+    return any(c in _registered for c in type(m).__mro__)
+
+def _warn_unknown(model:nn.Module, additional_types:tuple):
+    "Warn, naming them, about layers with a weight matrix of a type fastsparse does not know (they stay dense), and say how to declare them"
+    types, names = sparseable_types + additional_types + (nn.Embedding, nn.EmbeddingBag), {id(m): n for n, m in model.named_modules()}
+    ms = [m for m in model.modules() if not _is_sparseable(m, types) and isinstance(w := m._parameters.get('weight'), nn.Parameter) and w.dim() >= 2]
+    if ms: warnings.warn(f"{[f'{names[id(m)]} ({type(m).__name__})' for m in ms]}: layers with a weight matrix of a type fastsparse does not know stay dense. "
+                         "Declare a linear one with register_linear_like(TheType, weight='weight', layout='out_in' or 'in_out'), or pass other types in "
+                         "`additional_types`", stacklevel=3)
+
+def _fan_in(m:nn.Module, n:str, p:Tensor)->int|None:
+    "Inputs per output unit of weight `n` of layer `m` from its declared layout (linear layers), or None (torch's rule: dim 1 × kernel size)"
+    s = linear_spec(m)
+    if s is None or s.weight != n or p.dim() != 2: return None
+    return p.shape[1] if s.layout == 'out_in' else p.shape[0]
+
+def _out_dim(m:nn.Module, n:str, p:Tensor)->int:
+    "The dimension of weight `n` of layer `m` that indexes output units: 1 for a linear layer stored `(in, out)` (HF Conv1D), else 0"
+    s = linear_spec(m)
+    return 1 if s is not None and s.weight == n and p.dim() == 2 and s.layout == 'in_out' else 0
+
+def _holders(model:nn.Module)->dict[int, list[tuple[str, nn.Module, str]]]:
+    "Every `(module path, module, attribute)` that holds each parameter of `model`, by parameter id: a tied parameter has several"
+    res = {}
+    for mn, m in model.named_modules():
+        for n, p in m._parameters.items():
+            if p is not None: res.setdefault(id(p), []).append((mn, m, n))
+    return res
+
+def _tied_elsewhere(model:nn.Module, additional_types, targets)->dict[int, list[str]]:
+    "For each weight in `targets` that a layer also uses as something other than a sparseable weight (a head tied to its embedding): the paths of those uses"
+    types, hs, res = sparseable_types + tuple(additional_types), _holders(model), {}
+    for m, n, p in targets:
+        other = [f"{mn}.{a}".lstrip('.') for mn, h, a in hs.get(id(p), []) if not (_is_sparseable(h, types) and a in _weight_names(h))]
+        if other: res[id(p)] = other
+    return res
+
+def shared_weights(model:nn.Module)->dict[str, list[str]]:
+    "Parameters of `model` held under several names (tied weights): first name -> every name"
+    return {ns[0]: ns for ns in ([f"{mn}.{a}".lstrip('.') for mn, m, a in hs] for hs in _holders(unwrap_model(model)).values()) if len(ns) > 1}
 
 # %% ../nbs/00_core.ipynb #84736378
 _moved = dict(  # name -> the module that defines it now
@@ -563,5 +749,5 @@ def maybe_float(num):
     except (TypeError, ValueError): return num
 
 def is_sparseable_module(m:nn.Module, additional_types:Iterable[type]=())->bool:
-    "Whether `m` is of a type whose weights `sparsify_model` makes sparse (kept from fastsparse 0.0.5)"
-    return isinstance(m, sparseable_types + tuple(additional_types))
+    "Whether `m` is of a type whose weights `sparsify_model` makes sparse (kept from fastsparse 0.0.5; linear layers `linear_spec` knows count)"
+    return _is_sparseable(m, sparseable_types + tuple(additional_types))

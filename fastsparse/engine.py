@@ -167,6 +167,20 @@ def _check_sharded(self:DropGrowEngine):
     if self.layers: raise ValueError("truly sparse layers (TrulySparseLinear) in a model sharded with FSDP2 are not supported: shard a masked model, "
                                      "or train the truly sparse one in one process or under DistributedDataParallel")
 
+def _stale(self:DropGrowEngine)->list[str]:
+    "Types of the layers this engine updates that are no longer in its model (`truly_sparse` or `masked_dense` replaced them after the engine was built)"
+    ids = {id(m) for m in self.model.modules()}
+    return [type(m).__name__ for m in [m for m, n in self.params] + self.layers if id(m) not in ids]
+
+def _check_current(self:DropGrowEngine):
+    "Raise if layers this engine updates are no longer in its model"
+    if gone := self.stale():
+        raise RuntimeError(f"{len(gone)} layers this engine updates ({sorted(set(gone))}) are no longer in the model: `truly_sparse` or `masked_dense` replaced "
+                           "them after the DynamicSparseTrainingOptimizerWrapper (or DropGrowEngine) was created. Create the optimizer and the wrapper after "
+                           "converting (the fastai callback rebuilds its engine at the next fit; in fastai, also learn.create_opt())")
+
+DropGrowEngine.stale, DropGrowEngine.check_current = _stale, _check_current
+
 def _truly_sparse_layers(model:nn.Module, sparse_modules=None)->list[nn.Module]:
     "Layers of `model` (in `sparse_modules`) that store only their active weights (`TrulySparseLinear`: they have a `topology_update`)"
     ls = [m for m in model.modules() if callable(getattr(m, 'topology_update', None))]
@@ -320,6 +334,7 @@ def _check_shares(self:DropGrowEngine, shares:list[float]):
 def _engine_update(self:DropGrowEngine, drop_fraction:float, opt=None)->dict:
     "Perform one topology update with `drop_fraction` of each layer's active weights; return per-layer counts"
     if not 0 <= drop_fraction <= 1: raise ValueError(f"`drop_fraction` must be in [0, 1], got {drop_fraction!r}")
+    self.check_current()
     ws, ms = self.weights, self.masks
     budgets, used = self.budgets(), _used(ws + [l.values for l in self.layers])  # frozen and unused layers keep their topology (masked and truly sparse judged together)
     used, used_ts = used[:len(ws)], used[len(ws):]

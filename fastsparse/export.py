@@ -10,8 +10,8 @@ import copy, math, time, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, weights_and_masks
-from .sparse_linear import TrulySparseLinear, truly_sparse_layers, _rows
+from .core import masked_params, unwrap_model, weights_and_masks, linear_spec, _holders
+from .sparse_linear import TrulySparseLinear, truly_sparse_layers, _rows, _why_not, _to_truly_sparse
 from .sharded import _refuse_sharded
 
 # %% auto #0
@@ -351,11 +351,6 @@ def _from_truly_sparse(l:TrulySparseLinear)->SparseInferenceLinear:
     return res.requires_grad_(False)
 
 # %% ../nbs/06_export.ipynb #3c621ada
-def _linear_parts(m:nn.Module, names:list[str])->tuple[Tensor, Tensor, Tensor|None]|None:
-    "(weight as (out, in), mask, bias) of a masked linear layer `m`; None for a layer that is not linear"
-    if type(m) is nn.Linear and names == ['weight']: return m.weight, m.weight_mask, m.bias
-    return None
-
 def export_sparse(
     model:nn.Module, # a trained masked (or truly sparse) model
     batch_sizes=(1,), # rows per call to be fast at (batch × sequence length: leading dimensions flattened); other counts run the nearest's format
@@ -364,7 +359,7 @@ def export_sparse(
     min_speedup:float=1.1, # with 'time': a sparse format replaces dense only if at least this much faster
     rounds:int=7, # with 'time': alternating timing rounds per layer and batch size
 )->nn.Module:
-    "A copy of `model` for inference whose sparse layers store only their active weights, each linear layer running each of `batch_sizes` in its fastest format"
+    "A copy of `model` for inference whose sparse layers store only their active weights, each linear layer (nn.Linear, HF Conv1D, ...) running each of `batch_sizes` in its fastest format"
     plan = dict(batch_sizes=batch_sizes, compile=compile, choose=choose, min_speedup=min_speedup, rounds=rounds)
     _check_plan_args(batch_sizes, choose, min_speedup, rounds)
     src = unwrap_model(model)
@@ -375,10 +370,14 @@ def export_sparse(
     by_module = {}
     for m, n in masked_params(res): by_module.setdefault(m, []).append(n)
     parents = {id(c): (p, name) for p in res.modules() for name, c in p.named_children()}
+    holders, mha = _holders(res), {id(a.out_proj) for a in res.modules() if isinstance(a, nn.MultiheadAttention)}
     for m, names in by_module.items():
-        parts = _linear_parts(m, names) if id(m) in parents else None
-        if parts is not None: setattr(*parents[id(m)], inference_linear(*parts, **plan))
-        else: _compact_layer(m, names)
+        why = _why_not(m, names[0], holders, mha) if len(names) == 1 else 'kind'
+        if why is None and id(m) in parents:  # a linear layer (nn.Linear, HF Conv1D, declared ones): the function it computes, weight as (out, in)
+            ts = _to_truly_sparse(m, linear_spec(m))
+            inf = _from_truly_sparse(ts); inf.bias = ts.bias  # its bias Parameter: a shared bias stays shared
+            setattr(*parents[id(m)], plan_layer(inf, **plan))
+        elif why != 'tied': _compact_layer(m, names)  # a weight tied to another layer stays as it is (masked, dense), so the tie holds
     for m in truly_sparse_layers(res):  # layers trained truly sparse (or exported before): the same choice of formats
         if id(m) in parents: setattr(*parents[id(m)], plan_layer(m if isinstance(m, SparseInferenceLinear) else _from_truly_sparse(m), **plan))
     return res.requires_grad_(False).eval()

@@ -9,71 +9,81 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, _unique_targets, _parametrized, _model_of, sparseable_types
-from .sparse_linear import TrulySparseLinear
+from .core import masked_params, unwrap_model, _unique_targets, _parametrized, _model_of, sparseable_types, linear_spec, _holders
+from .sparse_linear import TrulySparseLinear, _orig_spec
 from .sharded import _nonzero_count
 
 # %% auto #0
 __all__ = ['flops_report', 'inference_flops', 'training_flops', 'sparse_report', 'format_sparse_report']
 
 # %% ../nbs/05a_report.ipynb #99c2f141
-def _density(m:nn.Module, n:str)->float:
-    "Density of weight `n` of module `m` (1 if it has no mask; active/total for a layer that stores only its active weights)"
+def _density(m:nn.Module, n:str, masks:dict|None=None)->float:
+    "Density of weight `n` of module `m` (1 if it has no mask; active/total for a layer that stores only its active weights); `masks` gives the mask of a tied weight by parameter id"
     if isinstance(m, TrulySparseLinear): return m.n_active / m.numel
     mask = getattr(m, f'{n}_mask', None)
+    if mask is None and masks: mask = masks.get(id(getattr(m, n, None)))
     return _nonzero_count(mask) / mask.numel() if mask is not None else 1.  # a sharded (FSDP2) mask: counted over its ranks
 
 class _FlopCounter:
-    "Forward hook recording the multiply-adds of one sparseable layer"
-    def __init__(self, name): self.name, self.calls = name, []
+    "Forward hook recording the multiply-adds of one sparseable layer (`masks`: the masks of tied weights, by parameter id)"
+    def __init__(self, name, masks=None): self.name, self.calls, self.masks = name, [], masks
     def __call__(self, m, inp, out):
         x = inp[0] if isinstance(inp, tuple) else inp
-        self.calls.append(_layer_flops(m, x, out, inp))
+        self.calls.append(_layer_flops(m, x, out, inp, self.masks))
 
-def _layer_flops(m, x, out, inp)->tuple[float, float]:
+def _layer_flops(m, x, out, inp, masks=None)->tuple[float, float]:
     "(dense, sparse) multiply-adds of module `m` for one forward call"
-    if isinstance(m, (nn.Linear, TrulySparseLinear)):
-        rows = x.numel() // x.shape[-1]; d = rows * m.in_features * m.out_features
-        return d, d * _density(m, 'weight')
+    if isinstance(m, TrulySparseLinear):
+        d = x.numel() // x.shape[-1] * m.numel
+        return d, d * _density(m, 'weight', masks)
+    if (s := linear_spec(m)) is not None:  # nn.Linear, HF Conv1D, declared linear layers: in·out per input row, whatever the layout
+        d = x.numel() // x.shape[-1] * getattr(m, s.weight).numel()
+        return d, d * _density(m, s.weight, masks)
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         o = out; d = o.shape[0] * math.prod(o.shape[2:]) * m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
-        return d, d * _density(m, 'weight')
+        return d, d * _density(m, 'weight', masks)
     if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         d = x.shape[0] * math.prod(x.shape[2:]) * m.in_channels * (m.out_channels // m.groups) * math.prod(m.kernel_size)
-        return d, d * _density(m, 'weight')
+        return d, d * _density(m, 'weight', masks)
     if isinstance(m, nn.MultiheadAttention):
         q, k = inp[0], inp[1]
         bf = m.batch_first
         L, S = (q.shape[1], k.shape[1]) if (bf and q.dim() == 3) else (q.shape[0], k.shape[0])
         B = q.numel() // (L * q.shape[-1]); E = m.embed_dim
-        if m.in_proj_weight is not None: proj_d, proj_s = (L + 2 * S) * E * E, (L + 2 * S) * E * E * _density(m, 'in_proj_weight')
+        if m.in_proj_weight is not None: proj_d, proj_s = (L + 2 * S) * E * E, (L + 2 * S) * E * E * _density(m, 'in_proj_weight', masks)
         else:
             parts = [(L, m.q_proj_weight, 'q_proj_weight'), (S, m.k_proj_weight, 'k_proj_weight'), (S, m.v_proj_weight, 'v_proj_weight')]
-            proj_d = sum(n * w.numel() for n, w, _ in parts); proj_s = sum(n * w.numel() * _density(m, nm) for n, w, nm in parts)
+            proj_d = sum(n * w.numel() for n, w, _ in parts); proj_s = sum(n * w.numel() * _density(m, nm, masks) for n, w, nm in parts)
         att = 2 * L * S * E
         out_d = L * E * E  # out_proj's weight is used directly by F.multi_head_attention_forward, so its hook never fires
-        return B * (proj_d + att + out_d), B * (proj_s + att + out_d * _density(m.out_proj, 'weight'))
+        return B * (proj_d + att + out_d), B * (proj_s + att + out_d * _density(m.out_proj, 'weight', masks))
     if isinstance(m, nn.RNNBase):
         seq = x.shape[1] if (m.batch_first and x.dim() == 3) else x.shape[0]
         B = x.shape[0] if (m.batch_first and x.dim() == 3) else (x.shape[1] if x.dim() == 3 else 1)
         d = s = 0.
         for n in m._flat_weights_names:
             if n.startswith('weight_'):
-                w = getattr(m, n); d += w.numel(); s += w.numel() * _density(m, n)
+                w = getattr(m, n); d += w.numel(); s += w.numel() * _density(m, n, masks)
         return B * seq * d, B * seq * s
     if isinstance(m, nn.RNNCellBase):
         B = x.shape[0] if x.dim() == 2 else 1
         d = m.weight_ih.numel() + m.weight_hh.numel()
-        return B * d, B * (m.weight_ih.numel() * _density(m, 'weight_ih') + m.weight_hh.numel() * _density(m, 'weight_hh'))
+        return B * d, B * (m.weight_ih.numel() * _density(m, 'weight_ih', masks) + m.weight_hh.numel() * _density(m, 'weight_hh', masks))
     return 0., 0.
+
+def _weight_name(m:nn.Module)->str:
+    "Name of the weight a FLOP row of layer `m` is about"
+    s = linear_spec(m) or (_orig_spec(m) if isinstance(m, TrulySparseLinear) else None)
+    return s.weight if s is not None else 'weight'
 
 def flops_report(model:nn.Module, x, *args)->list[dict]:
     "Inference multiply-adds per sparseable layer for input `x` (a batch): dense, sparse, and density"
     model = unwrap_model(model)
     names = {id(m): n for n, m in model.named_modules()}
     types = sparseable_types + (TrulySparseLinear,) + tuple({type(m) for m, _ in masked_params(model)})
-    mods = [m for m in model.modules() if isinstance(m, types)]
-    counters = [(m, _FlopCounter(names[id(m)])) for m in mods]
+    mods = [m for m in model.modules() if isinstance(m, types) or linear_spec(m) is not None]
+    masks = {id(getattr(m, n)): getattr(m, f'{n}_mask') for m, n in masked_params(model)}  # a tied weight's mask, for every layer that uses it
+    counters = [(m, _FlopCounter(names[id(m)], masks)) for m in mods]
     hs = [m.register_forward_hook(c) for m, c in counters]
     try:
         with torch.no_grad(): model(x, *args)
@@ -84,7 +94,7 @@ def flops_report(model:nn.Module, x, *args)->list[dict]:
         if not c.calls: continue  # not called as a module (e.g. MultiheadAttention's out_proj, counted by its parent)
         d = sum(a for a, b in c.calls); s = sum(b for a, b in c.calls)
         whole = isinstance(m, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase))
-        rows.append(dict(layer=c.name if whole else f"{c.name}.weight", dense_flops=d, sparse_flops=s, density=s / d if d else 1.))
+        rows.append(dict(layer=c.name if whole else f"{c.name}.{_weight_name(m)}".lstrip('.'), dense_flops=d, sparse_flops=s, density=s / d if d else 1.))
     return rows
 
 def inference_flops(model:nn.Module, x, *args)->tuple[float, float]:
@@ -127,8 +137,10 @@ def _report_weights(model:nn.Module)->list[tuple[nn.Module, str, Tensor, int]]:
         res.append((m, n, p, _nonzero_count(mask) if mask is not None else p.numel()))
     for m, n in _parametrized(model, extra):  # never masked by fastsparse (`sparsify_model` refuses them): count what the weight has
         w = _effective_weight(m, n); res.append((m, n, w, int(w.count_nonzero())))
-    for m in model.modules():  # layers that store only their active weights (a shape-only stand-in for their weight)
-        if isinstance(m, TrulySparseLinear): res.append((m, 'weight', torch.empty(m.shape, device='meta'), m.n_active))
+    for m in model.modules():  # layers that store only their active weights (a shape-only stand-in for their weight, in the layout of the layer they replaced)
+        if isinstance(m, TrulySparseLinear):
+            s = _orig_spec(m)
+            res.append((m, s.weight, torch.empty(m.shape if s.layout == 'out_in' else m.shape[::-1], device='meta'), m.n_active))
     order = {id(m): i for i, m in enumerate(model.modules())}
     return sorted(res, key=lambda r: order[id(r[0])])
 
@@ -144,8 +156,20 @@ def sparse_report(
         rows.append(dict(layer=f"{names[id(m)]}.{n}".lstrip('.'), shape=tuple(p.shape), numel=p.numel(), active=act, density=act / p.numel()))
     f = _flops_by_layer(model, model_or_learner, flops_input)
     if f is not None:
-        for r in rows: r['dense_flops'], r['sparse_flops'] = (f[r['layer']]['dense_flops'], f[r['layer']]['sparse_flops']) if r['layer'] in f else (None, None)
+        tot, alias = {}, _tied_rows(model, {r['layer'] for r in rows})
+        for k, fr in f.items():  # every use of a tied weight adds to its one row
+            d, s = tot.get(alias.get(k, k), (0, 0)); tot[alias.get(k, k)] = (d + fr['dense_flops'], s + fr['sparse_flops'])
+        for r in rows: r['dense_flops'], r['sparse_flops'] = tot.get(r['layer'], (None, None))
     return rows
+
+def _tied_rows(model:nn.Module, row_names:set)->dict[str, str]:
+    "For each name under which a tied weight is used: the name of its report row"
+    res = {}
+    for hs in _holders(model).values():
+        names = [f"{mn}.{a}".lstrip('.') for mn, m, a in hs]
+        row = next((n for n in names if n in row_names), None)
+        if len(names) > 1 and row is not None: res.update({n: row for n in names})
+    return res
 
 def format_sparse_report(rows:list[dict])->str:
     "`sparse_report` rows as a text table with a total line"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math, warnings, weakref
 import torch
 from torch import nn, Tensor
-from .core import masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params
+from .core import (masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params, LinearSpec, linear_spec, _holders,
+                             _add_load_hooks, _mark_replaced, _replaced_by, _refuse_replaced)
 from .sharded import _refuse_sharded
 from .engine import _select, _scores, _rank_keys, _n_drop, _drop_grow_each, opt_state, weight_magnitude, gradient_magnitude, gradient_momentum, random_score
 
@@ -224,9 +225,33 @@ def _mask(self:TrulySparseLinear)->Tensor:
 TrulySparseLinear.from_dense, TrulySparseLinear.flat = classmethod(_from_dense), _flat
 TrulySparseLinear.to_dense, TrulySparseLinear.mask = _to_dense, _mask
 
+# %% ../nbs/09_truly_sparse.ipynb #5d1e0c7a
+_linear = LinearSpec('weight', 'out_in', 'bias', True)  # what a TrulySparseLinear built directly stands for
+
+def _orig_spec(m:TrulySparseLinear)->LinearSpec:
+    "The `LinearSpec` of the layer that `m` replaced (`nn.Linear`'s for a layer built directly)"
+    o = m.__dict__.get('_orig')
+    return o[2] if o is not None else _linear
+
+@torch.no_grad()
+def _dense_keys_to_sparse(module:TrulySparseLinear, state_dict:dict, prefix:str):
+    "Rewrite, in `state_dict`, a checkpoint of the layer `module` replaced (`weight` in its layout, with or without `weight_mask`) as values and indices"
+    s = _orig_spec(module)
+    w = state_dict.get(prefix + s.weight)
+    if w is None or prefix + 'values' in state_dict: return
+    mask = state_dict.pop(prefix + f'{s.weight}_mask', None)
+    del state_dict[prefix + s.weight]
+    if s.layout == 'in_out': w, mask = w.t(), None if mask is None else mask.t()
+    if tuple(w.shape) != module.shape:
+        raise RuntimeError(f"`{prefix}{s.weight}` has shape {tuple(w.shape)} in layout {s.layout!r}, and the layer it loads into is {module.shape[0]} × {module.shape[1]} (out × in)")
+    flat = (module.mask() if mask is None else mask.to(device=module.values.device, dtype=torch.bool)).reshape(-1).nonzero().squeeze(1)  # no mask: the layer's positions, as its masked twin would re-mask
+    state_dict[prefix + 'values'] = w.reshape(-1).index_select(0, flat.to(w.device))
+    state_dict.update({prefix + k: v for k, v in _indices_from_flat(flat, module.shape).items()})
+
 # %% ../nbs/09_truly_sparse.ipynb #cb2f3e77
 def _load_from_state_dict(self:TrulySparseLinear, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     "Load values and indices of any number of active weights (a topology update or redistribution changes the count)"
+    _dense_keys_to_sparse(self, state_dict, prefix)  # a checkpoint of the layer it replaced (dense `weight`, `weight_mask`) loads too
     with torch.no_grad():
         v = state_dict.get(prefix + 'values')
         if v is not None and v.shape != self.values.shape: self.values.data = self.values.new_empty(v.shape)
@@ -246,14 +271,9 @@ def _getstate(self:TrulySparseLinear)->dict:
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
 # %% ../nbs/09_truly_sparse.ipynb #6a4fc084
-_replaced_weights = {}  # id -> weakref of the dense weights of converted layers: an optimizer holding one was created before `truly_sparse`
-
-def _mark_replaced(p:Tensor):
-    "Remember dense weight `p` (until it is freed) as replaced by a truly sparse layer"
-    _replaced_weights[id(p)] = weakref.ref(p, lambda r, k=id(p), d=_replaced_weights: d.pop(k, None))
 def _was_replaced(p:Tensor)->bool:
-    r = _replaced_weights.get(id(p))
-    return r is not None and r() is p
+    "Whether parameter `p` belonged to a layer that `truly_sparse` or `masked_dense` replaced (and still lives, e.g. in an old optimizer)"
+    return _replaced_by(p) is not None
 
 def _parents(model:nn.Module)->dict[int, list[tuple[nn.Module, str]]]:
     "Every (parent, attribute name) under which each submodule of `model` appears"
@@ -280,28 +300,106 @@ def _refresh_enforcer(model:nn.Module, dropped:list[nn.Module]=(), added:list[nn
     keep += [m.register_load_state_dict_post_hook(_MaskAfterLoad()) for m in added]
     enf.handles, enf.params, enf._opts = keep, masked_params(model), weakref.WeakKeyDictionary()
 
+# %% ../nbs/09_truly_sparse.ipynb #8ee4cee8
+_module_keys = set(nn.Module().__dict__) | {'_fastsparse_load_hooks', '_sparse_enforcer'}  # nn.Module's machinery and fastsparse's markers
+
+def _plain_attrs(m:nn.Module, spec:LinearSpec)->dict:
+    "What rebuilding layer `m` needs besides its tensors: its own attributes (`in_features`, Conv1D's `nf` and `nx`, ...)"
+    return {k: v for k, v in m.__dict__.items() if k not in _module_keys and k != f'{spec.weight}_sparsity'}
+
+@torch.no_grad()
+def _to_truly_sparse(m:nn.Module, spec:LinearSpec)->TrulySparseLinear:
+    "A `TrulySparseLinear` computing what masked linear layer `m` computes; it keeps `m`'s bias Parameter (a shared bias stays shared) and what rebuilding `m` needs"
+    w, mask = getattr(m, spec.weight), getattr(m, f'{spec.weight}_mask')
+    if spec.layout == 'in_out': w, mask = w.t(), mask.t()
+    new = TrulySparseLinear.from_dense(w, mask)
+    if spec.bias is not None and getattr(m, spec.bias, None) is not None: new.bias = getattr(m, spec.bias)  # the same Parameter
+    new.__dict__['_orig'] = (type(m), _plain_attrs(m, spec), spec)
+    return new.train(m.training)
+
+@torch.no_grad()
+def _from_truly_sparse(m:TrulySparseLinear)->nn.Module:
+    "The masked-dense layer of the type `m` replaced (`nn.Linear` for a layer built directly): weight in its layout, bool `<weight>_mask`, `m`'s bias Parameter"
+    cls, attrs, s = m.__dict__.get('_orig') or (nn.Linear, dict(in_features=m.in_features, out_features=m.out_features), _linear)
+    new = cls.__new__(cls); nn.Module.__init__(new)
+    new.__dict__.update(attrs)
+    w, mask = m.to_dense(), m.mask()
+    if s.layout == 'in_out': w, mask = w.t().contiguous(), mask.t().contiguous()
+    new.register_parameter(s.weight, nn.Parameter(w))
+    if s.bias is not None: new.register_parameter(s.bias, m.bias)
+    new.register_buffer(f'{s.weight}_mask', mask)
+    setattr(new, f'{s.weight}_sparsity', m.sparsity)
+    _add_load_hooks(new)
+    return new.train(m.training)
+
+# %% ../nbs/09_truly_sparse.ipynb #4222bfde
+def _why_not(m:nn.Module, n:str, holders:dict, read_by_parent:set)->str|None:
+    "Why masked weight `n` of layer `m` cannot become a `TrulySparseLinear`: 'kind' (not a linear layer), 'forward', 'tied', 'extra'; None if it can"
+    s = linear_spec(m)
+    if s is None or s.weight != n or id(m) in read_by_parent: return 'kind'  # convolutions, attention, recurrent layers, embeddings; MultiheadAttention's out_proj
+    if not s.computes_linear: return 'forward'
+    if len(holders.get(id(getattr(m, n)), [])) > 1: return 'tied'
+    b = getattr(m, s.bias, None) if s.bias is not None else None
+    if _extras(m, n, s) or not (b is None or isinstance(b, nn.Parameter)): return 'extra'
+    return None
+
+def _extras(m:nn.Module, n:str, s:LinearSpec)->list[str]:
+    "Parameters, buffers and submodules of `m` other than its weight, mask and bias: a `TrulySparseLinear` would lose them"
+    return [k for d in (m._parameters, m._buffers, m._modules) for k in d if k not in (n, f'{n}_mask', s.bias)]
+
+def _refusal(kind:str, bad:list, holders:dict, names:dict, converting:bool=True)->str:
+    "The error message for layers that `truly_sparse` cannot convert, naming each"
+    where = [f"{names[id(m)]} ({type(m).__module__}.{type(m).__qualname__})" for m, n in bad]
+    if kind == 'forward':
+        return (f"{where}: these layers derive from a linear layer but define their own `forward`, so fastsparse cannot know that they compute "
+                "`x @ W.T + b`. If they do, declare it once: register_linear_like(TheirType, computes_linear=True); otherwise leave them "
+                "masked-dense by passing the layers to convert in `modules=`")
+    if kind == 'tied':
+        uses = [f"`{names[id(m)]}.{n}` is also used by {[f'{mn}.{a}'.lstrip('.') for mn, h, a in holders[id(getattr(m, n))] if h is not m]}" for m, n in bad]
+        if not converting: return (f"{'; '.join(uses)}: a TrulySparseLinear cannot share its weight with another layer, so these layers stay "
+                                   "masked-dense (the tie and its one mask are kept). To convert them, untie the weights before sparsify_model "
+                                   "(e.g. HF: config.tie_word_embeddings=False)")
+        return (f"{'; '.join(uses)}: a TrulySparseLinear cannot share its weight with another layer, so converting would untie them. Leave "
+                "these layers masked-dense (leave them out of `modules=`; the tie and its one mask are kept), or untie the weights before "
+                "sparsify_model (e.g. HF: config.tie_word_embeddings=False)")
+    if kind == 'extra':
+        return (f"{where}: besides their weight and bias these layers hold {sorted({k for m, n in bad for k in _extras(m, n, linear_spec(m))}) or 'a bias that is not a Parameter'}, "
+                "which a TrulySparseLinear would drop; leave them masked-dense (pass the layers to convert in `modules=`)")
+    return (f"{where}: only linear layers convert (nn.Linear, HF Conv1D, layers declared with register_linear_like(..., computes_linear=True)); "
+            "convolution, attention (MultiheadAttention and its out_proj) and recurrent layers stay masked-dense")
+
 # %% ../nbs/09_truly_sparse.ipynb #4809c561
 def truly_sparse(
     model_or_learner, # a model sparsified with `sparsify_model` (or a fastai `Learner` of one)
-    modules:list[nn.Module]|None=None, # only convert these layers (each must be a masked `nn.Linear`); default: every masked `nn.Linear`
+    modules:list[nn.Module]|None=None, # only convert these layers (each a masked linear layer); default: every masked linear layer that can convert
 )->nn.Module:
-    "Replace every masked `nn.Linear` of the model by a `TrulySparseLinear` in place and return the model; other masked layers stay masked-dense"
+    "Replace every masked linear layer (nn.Linear, HF Conv1D, declared ones) of the model by a `TrulySparseLinear` in place and return the model; other masked layers stay masked-dense"
     model = unwrap_model(_model_of(model_or_learner))
     _refuse_sharded(model, 'truly_sparse')
     masked = masked_params(model)
     if not masked and not truly_sparse_layers(model): raise ValueError("`model_or_learner` has no weight masks: call `sparsify_model` first")
-    ids = {id(m) for m, n in masked if n == 'weight' and type(m) is nn.Linear}
-    if modules is None: todo = list({id(m): m for m, n in masked if id(m) in ids}.values())
+    holders, names = _holders(model), {id(m): n for n, m in model.named_modules()}
+    mha = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}  # MultiheadAttention reads its out_proj's weight itself
+    why = {id(m): (m, n, _why_not(m, n, holders, mha)) for m, n in masked}
+    if modules is None:
+        for kind in ('forward', 'extra'):
+            if bad := [(m, n) for m, n, k in why.values() if k == kind]: raise TypeError(_refusal(kind, bad, holders, names))
+        if tied := [(m, n) for m, n, k in why.values() if k == 'tied']:
+            warnings.warn(_refusal('tied', tied, holders, names, converting=False), stacklevel=2)
+        todo = [m for m, n, k in why.values() if k is None]
     else:
         todo = list(modules)
-        for m in todo:
-            if id(m) not in ids: raise TypeError(f"`modules` may only hold masked `nn.Linear` layers of the model; got {type(m).__name__}"
-                                                 f"{'' if type(m) is nn.Linear else ' (only plain nn.Linear converts: attention and convolution layers stay masked-dense)'}")
-    if not todo and not truly_sparse_layers(model): raise ValueError("`model_or_learner` has no masked `nn.Linear` layer to convert")
+        if bad := [m for m in todo if id(m) not in why]:
+            raise TypeError(f"`modules` may only hold masked layers of the model; {[names.get(id(m), type(m).__name__) for m in bad]} are not")
+        for kind in ('kind', 'forward', 'tied', 'extra'):
+            if bad := [why[id(m)][:2] for m in todo if why[id(m)][2] == kind]: raise TypeError(_refusal(kind, bad, holders, names))
+    if not todo and not truly_sparse_layers(model):
+        raise ValueError("`model_or_learner` has no masked linear layer to convert (nn.Linear, HF Conv1D, or declared with register_linear_like(..., computes_linear=True))")
     parents = _parents(model)
     for m in todo:
-        _replace(model, m, TrulySparseLinear.from_dense(m.weight, m.weight_mask, m.bias), parents)
-        _mark_replaced(m.weight)
+        s = linear_spec(m)
+        _replace(model, m, _to_truly_sparse(m, s), parents)
+        _mark_replaced(getattr(m, s.weight), 'truly_sparse', names[id(m)])
     _refresh_enforcer(model, dropped=todo)
     return model
 
@@ -314,18 +412,15 @@ def truly_sparse_layers(model:nn.Module)->list[TrulySparseLinear]:
 def masked_dense(
     model_or_learner, # a model with `TrulySparseLinear` layers
 )->nn.Module:
-    "Replace every `TrulySparseLinear` of the model by a masked-dense `nn.Linear` (`weight` and bool `weight_mask` buffer) in place and return the model"
+    "Replace every `TrulySparseLinear` of the model by the masked-dense layer it was (`nn.Linear`, HF `Conv1D`, ...: weight in its layout and bool `<weight>_mask` buffer) in place and return the model"
     model = unwrap_model(_model_of(model_or_learner))
     todo = truly_sparse_layers(model)
     if not todo: raise ValueError("`model_or_learner` has no TrulySparseLinear layer: nothing to convert back")
-    parents, added = _parents(model), []
+    parents, added, names = _parents(model), [], {id(m): n for n, m in model.named_modules()}
     for m in todo:
-        lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.values.device, dtype=m.values.dtype)
-        lin.weight.copy_(m.to_dense())
-        if m.bias is not None: lin.bias.copy_(m.bias)
-        lin.register_buffer('weight_mask', m.mask())
-        lin.weight_sparsity = m.sparsity
-        _replace(model, m, lin, parents); added.append(lin)
+        new = _from_truly_sparse(m)
+        _replace(model, m, new, parents); added.append(new)
+        _mark_replaced(m.values, 'masked_dense', names[id(m)])
     _refresh_enforcer(model, added=added)
     return model
 
@@ -338,12 +433,10 @@ def check_optimizer(
     model_or_layers, # a model with `TrulySparseLinear` layers, or a list of such layers
     opt, # the optimizer that trains it
 ):
-    "Raise if `opt` was created before `truly_sparse(model)` (it holds a converted dense weight) or does not train a layer's `values`"
+    "Raise if `opt` was created before `truly_sparse(model)` or `masked_dense(model)` (it holds a replaced parameter) or does not train a layer's `values`"
     layers = model_or_layers if isinstance(model_or_layers, (list, tuple)) else truly_sparse_layers(model_or_layers)
-    ps = list(_opt_params(getattr(opt, 'opt', opt)))
-    if any(_was_replaced(p) for p in ps):
-        raise ValueError("the optimizer holds dense weights that `truly_sparse` replaced: create the optimizer after truly_sparse(model)")
-    ids = {id(p) for p in ps}
+    _refuse_replaced(opt)
+    ids = {id(p) for p in _opt_params(getattr(opt, 'opt', opt))}
     for l in layers:
         if id(l.values) not in ids:
             raise ValueError(f"the optimizer does not train the values of {l!r}: create the optimizer after truly_sparse(model) "

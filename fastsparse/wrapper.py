@@ -74,6 +74,7 @@ DynamicSparseTrainingOptimizerWrapper.step = _wrapper_step
 # %% ../nbs/04_pytorch.ipynb #b306f48c
 def _wrapper_state_dict(self:DynamicSparseTrainingOptimizerWrapper)->dict:
     "Optimizer state, schedule position and record, RNG state and masks: plain tensors and numbers (`torch.load(weights_only=True)` works)"
+    self.engine.check_current()
     names = {id(m): n for n, m in self.model.named_modules()}
     return dict(opt=self.opt.state_dict(), **self.schedule.state_dict(), generator=self.engine.generator.get_state(),
                 masks={f"{names[id(m)]}.{n}_mask".lstrip('.'): getattr(m, f'{n}_mask').clone() for m, n in self.engine.params})
