@@ -18,7 +18,7 @@ from fastai.learner import Learner
 from .core import sparsify_model, uniform_sparsity, weights_and_masks, unwrap_model, _install_step_hooks
 from .engine import DropGrowEngine, weight_magnitude, gradient_magnitude
 from .schedule import DropGrowSchedule, cosine_sched, presets, SET_presets, SNFS_presets, RigL_presets
-from .sparse_linear import truly_sparse_layers
+from .sparse_linear import truly_sparse_layers, check_optimizer, grow_mode, truly_sparse as _convert
 from .report import sparse_report
 from .sharded import _local, _sum_over_shards
 
@@ -47,18 +47,32 @@ class DynamicSparseTrainingCallback(Callback):
         self.engine, self._off, self._gloo_dls = None, False, []
 
     def before_fit(self):
-        self._off = _finding_lr(self.learn)  # `lr_find` must leave the masks and the schedule as they were
+        self._off, self._new_fit = _finding_lr(self.learn), True  # `lr_find` must leave the masks and the schedule as they were
         if self._off: return
-        _install_step_hooks(); self._setup_engine(); self._gloo_dls = _gloo_safe_dls(self.learn); self._new_fit = True
+        _install_step_hooks(); self._setup_engine(); self._gloo_dls = _gloo_safe_dls(self.learn)
     def before_train(self):
-        if not self._off and self._new_fit: self._setup_schedule(); self._new_fit = False
+        if not self._new_fit: return
+        _check_learner_opt(self.learn); self._new_fit = False  # at the first epoch of a fit (lr_find's too), not at validate()/get_preds()
+        if not self._off: self._setup_schedule()
     def before_step(self):
         if self._off: return
         if self.schedule.advance(self.engine, self.learn.opt) is not None and self.skip_step_on_update: raise CancelStepException()
+    def after_cancel_step(self):  # a step skipped by `MixedPrecision` (overflow): truly sparse layers forget what they recorded for it
+        for l in self.engine.layers if self.engine is not None else []: getattr(l, 'clear_record', _noop)()
     def after_fit(self): _restore_dls(self._gloo_dls); self._gloo_dls = []
 
 # %% ../nbs/01_callbacks.ipynb #9c580351
 def _finding_lr(learn)->bool: return any(isinstance(cb, LRFinder) for cb in learn.cbs)
+def _noop(): pass
+
+def _check_learner_opt(learn):
+    "Raise the library's error if the learner's optimizer was built before `truly_sparse(learn.model)` (it holds the replaced dense weights)"
+    ls = truly_sparse_layers(learn.model)
+    if not ls or learn.opt is None: return
+    try: check_optimizer(ls, learn.opt)
+    except (ValueError, RuntimeError) as e:
+        raise type(e)(f"{e}. On a fastai Learner: convert with truly_sparse(learn) or learn.sparsify(..., truly_sparse=True), which drop the "
+                         "stale optimizer, or call learn.create_opt() (or fit(..., reset_opt=True)) after truly_sparse(learn.model)") from None
 
 @patch
 def _setup_engine(self:DynamicSparseTrainingCallback):
@@ -119,6 +133,7 @@ DynamicSparseTrainingCallback.steps_per_epoch = property(lambda self: max(1, sel
 class DensityMonitor(Callback):
     "Record the fraction of active (unmasked) weights at every training batch: per-epoch means and the mean over training"
     order, run_valid = 25, False
+    def __init__(self): super().__init__()  # no arguments (fastai's `Callback.__init__` takes one per event, which show_doc would list)
     def before_fit(self): self._new_fit = True  # validate()/get_preds() fire before_fit too: reset at the first training epoch
     def before_train(self):
         if getattr(self, '_new_fit', True):
@@ -183,12 +198,16 @@ def sparsify(self:Learner,
     method:str='rigl', # 'static', 'set', 'snfs' or 'rigl'
     sparse_f=uniform_sparsity, # sparsity distribution, e.g. `erdos_renyi_sparsity`
     weight_init:str|None=None, # passed to `sparsify_model`
+    truly_sparse:bool=False, # then convert the masked `nn.Linear` layers to `TrulySparseLinear` (`truly_sparse(learn)`): only active weights stored and trained
     **kwargs # override the preset's `DynamicSparseTrainingCallback` arguments
 )->Learner:
-    "Sparsify the learner's model and, unless `method='static'`, add a `DynamicSparseTrainingCallback` with `method`'s preset"
+    "Sparsify the learner's model (truly sparse if asked) and, unless `method='static'`, add a `DynamicSparseTrainingCallback` with `method`'s preset"
     if method not in ('static', *presets): raise ValueError(f"`method` must be one of 'static', {', '.join(map(repr, presets))}; got {method!r}")
+    cb = DynamicSparseTrainingCallback(**{**presets[method], **kwargs}) if method != 'static' else None  # bad arguments fail before anything changes
+    if truly_sparse and cb is not None: grow_mode(cb.grow_score_f)  # and so does SNFS, or a grow score truly sparse layers cannot use
     sparsify_model(self.model, model_sparsity, sparse_f=sparse_f, weight_init=weight_init)
-    if method != 'static': self.add_cb(DynamicSparseTrainingCallback(**{**presets[method], **kwargs}))
+    if truly_sparse: _convert(self)  # also drops an optimizer built before (lr_find, create_opt, an earlier fit): the next fit builds one
+    if cb is not None: self.add_cb(cb)
     return self
 
 Learner.sparse_report = sparse_report  # `learn.sparse_report(flops_input=None)` is `fastsparse.report.sparse_report(learn, ...)`: one report

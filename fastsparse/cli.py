@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys, json
 from typing import Annotated
 from fastcore.script import call_parse, anno_parser
+from . import __version__
 from .report import format_sparse_report
-from .experiment import train_one, models, methods, distributions
+from .experiment import train_one, models, methods, distributions, optimizers
 from .replicate import replicate
 
 # %% auto #0
@@ -32,17 +33,20 @@ def train(
     model:Annotated[str, {'choices': list(models)}]='lenet300', # network
     data:str='digits', # 'digits' (bundled with scikit-learn), 'fashion-mnist' (IDX files), or an image folder
     epochs:int=20, # training epochs
-    lr:float=0.05, # peak learning rate (one-cycle, SGD momentum 0.9)
+    lr:float=0.05, # peak learning rate (one-cycle)
     bs:int=64, # batch size
     seed:int=0, # random seed
+    opt:Annotated[str, {'choices': list(optimizers)}]='sgd', # optimizer: SGD with momentum 0.9, or AdamW (fastai's Adam, decoupled weight decay)
+    wd:float=0., # weight decay
     batches_per_update:int=None, # optimizer steps between topology updates (default: once per epoch)
     truly_sparse:bool=False, # store and train only the active weights of the linear layers (static, set or rigl)
     no_dense:bool=False, # skip the dense baseline
     json_out:str=None, # write the results as JSON to this file
 ):
     "Train a network sparsely (and a dense baseline); print accuracies and the per-layer density table"
-    runs = [train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed, batches_per_update=batches_per_update, truly_sparse=truly_sparse)]
-    if not (no_dense or method == 'dense'): runs.insert(0, train_one('dense', 0., distribution, model, data, epochs, lr, bs, seed))  # after: bad options fail first
+    kw = dict(wd=wd, opt=opt)
+    runs = [train_one(method, sparsity, distribution, model, data, epochs, lr, bs, seed, batches_per_update=batches_per_update, truly_sparse=truly_sparse, **kw)]
+    if not (no_dense or method == 'dense'): runs.insert(0, train_one('dense', 0., distribution, model, data, epochs, lr, bs, seed, **kw))  # after: bad options fail first
     for r in runs: _print_result(r)
     if len(runs) == 2: print(f"\ndense accuracy {runs[0]['accuracy']:.4f}  vs  {method} at {sparsity:.0%} sparsity {runs[1]['accuracy']:.4f}")
     if json_out: open(json_out, 'w').write(json.dumps(runs, indent=1))
@@ -52,10 +56,11 @@ def train(
 commands = dict(train=train, replicate=replicate)
 
 def main():
-    "Entry point of the `fastsparse` console script: `fastsparse COMMAND [options]`"
+    "Entry point of the `fastsparse` console script: `fastsparse COMMAND [options]`, or `fastsparse --version`"
     args = sys.argv[1:]
+    if args and args[0] in ('-V', '--version'): return print(f"fastsparse {__version__}")
     if not args or args[0] in ('-h', '--help') or args[0] not in commands:
-        print(f"usage: fastsparse {{{','.join(commands)}}} [options]\n  fastsparse COMMAND --help  for the options of COMMAND")
+        print(f"usage: fastsparse {{{','.join(commands)}}} [options]\n  fastsparse COMMAND --help  for the options of COMMAND\n  fastsparse --version")
         if args and args[0] not in ('-h', '--help'): sys.exit(f"fastsparse: unknown command {args[0]!r}")
         return
     f = commands[args[0]]

@@ -11,10 +11,11 @@ from functools import partial
 from pathlib import Path
 import torch
 from torch import nn
+import torch.nn.functional as F
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
-from fastai.optimizer import SGD
+from fastai.optimizer import SGD, Adam
 from fastai.callback.schedule import fit_one_cycle
 from .core import weights_and_masks, sparsify_model, uniform_sparsity, erdos_renyi_sparsity
 from .schedule import presets, constant_sched
@@ -24,8 +25,8 @@ from .callbacks import DynamicSparseTrainingCallback, DensityMonitor
 from .sparse_linear import truly_sparse as _to_truly_sparse, grow_mode
 
 # %% auto #0
-__all__ = ['models', 'methods', 'distributions', 'lenet300', 'lenet5', 'set_mlp', 'get_dls', 'SETLoss', 'normal_init_',
-           'train_one']
+__all__ = ['models', 'methods', 'distributions', 'optimizers', 'lenet300', 'lenet5', 'set_mlp', 'ViTAttention', 'ViTBlock', 'ViT',
+           'get_dls', 'SETLoss', 'normal_init_', 'train_one']
 
 # %% ../nbs/09_experiment.ipynb #2ffb3440
 def lenet300(in_shape=(784,), n_out:int=10)->nn.Sequential:
@@ -46,11 +47,85 @@ def set_mlp(in_shape=(784,), n_out:int=10, n_hidden:int=1000, p:float=0.2)->nn.S
     for _ in range(3): layers += [nn.Linear(d, n_hidden), nn.ReLU(), nn.Dropout(p)]; d = n_hidden
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
-models = dict(lenet300=lenet300, lenet5=lenet5, **{'set-mlp': set_mlp})
+# %% ../nbs/09_experiment.ipynb #f12dc69e
+class ViTAttention(nn.Module):
+    "Multi-head self-attention from `nn.Linear` projections (`qkv`, `proj`) and `F.scaled_dot_product_attention`"
+    def __init__(self,
+        dim:int, # token width
+        n_heads:int=4, # attention heads; `dim` must be divisible by it
+    ):
+        super().__init__()
+        if dim % n_heads: raise ValueError(f"`dim` ({dim}) must be divisible by `n_heads` ({n_heads})")
+        self.n_heads, self.qkv, self.proj = n_heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+class ViTBlock(nn.Module):
+    "A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`"
+    def __init__(self,
+        dim:int, # token width
+        n_heads:int=4, # attention heads
+        mlp_ratio:float=2., # hidden width of the MLP in multiples of `dim`
+    ):
+        super().__init__()
+        h = round(mlp_ratio * dim)
+        self.norm1, self.attn, self.norm2 = nn.LayerNorm(dim), ViTAttention(dim, n_heads), nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, h), nn.GELU(), nn.Linear(h, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+# %% ../nbs/09_experiment.ipynb #8ce1dd82
+class ViT(nn.Module):
+    "A small Vision Transformer: linear embedding of flattened patches, learned positional embedding, pre-norm blocks, mean pooling, linear head"
+    def __init__(self,
+        in_shape=(1, 28, 28), # (channels, height, width) of the images; height and width divisible by `patch`
+        n_out:int=10, # classes
+        patch:int=4, # side of the square patches
+        dim:int=64, # token width
+        depth:int=4, # transformer blocks
+        n_heads:int=4, # attention heads per block
+        mlp_ratio:float=2., # hidden width of each block's MLP in multiples of `dim`
+    ):
+        super().__init__()
+        if len(in_shape) != 3 or in_shape[1] % patch or in_shape[2] % patch:
+            raise ValueError(f"`in_shape` must be (channels, height, width) with height and width divisible by `patch` ({patch}), got {tuple(in_shape)}")
+        c, h, w = in_shape
+        self.patch = patch
+        self.embed = nn.Linear(c * patch * patch, dim)
+        self.pos = nn.Parameter(torch.zeros(1, (h // patch) * (w // patch), dim))
+        self.blocks = nn.Sequential(*[ViTBlock(dim, n_heads, mlp_ratio) for _ in range(depth)])
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, n_out)
+        self._init()
+
+    def _init(self):
+        "timm's initialisation: truncated normal (sd 0.02) linear weights and positional embedding, zero biases"
+        nn.init.trunc_normal_(self.pos, std=.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear): nn.init.trunc_normal_(m.weight, std=.02); nn.init.zeros_(m.bias)
+
+    def patches(self, x):
+        "(batch, channels, height, width) images as (batch, patches, channels·patch²) rows, patches in row-major order"
+        p = self.patch
+        x = x.unfold(2, p, p).unfold(3, p, p)  # batch, channels, rows, columns, p, p
+        return x.permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], x.shape[2] * x.shape[3], -1)
+
+    def forward(self, x):
+        x = self.blocks(self.embed(self.patches(x)) + self.pos)
+        return self.head(self.norm(x).mean(1))
+
+# %% ../nbs/09_experiment.ipynb #a3240862
+models = dict(lenet300=lenet300, lenet5=lenet5, **{'set-mlp': set_mlp}, vit=ViT)
+_image_models = ('lenet5', 'vit')  # models that take (channels, height, width) images, not flattened vectors
 
 # %% ../nbs/09_experiment.ipynb #edb9eafc
 methods = ('dense', 'static', 'set', 'snfs', 'rigl')
 distributions = dict(uniform=uniform_sparsity, erk=erdos_renyi_sparsity, er=partial(erdos_renyi_sparsity, include_kernel=False))
+optimizers = dict(sgd=partial(SGD, mom=0.9), adamw=partial(Adam, decouple_wd=True))  # fastai's Adam decouples weight decay (AdamW)
 
 def _choice(name, value, accepted):
     "Raise a clear error unless `value` is one of `accepted`"
@@ -87,7 +162,7 @@ def train_one(
     model:str='lenet300', # one of `models`
     data:str='digits', # 'digits', 'fashion-mnist' or an image folder
     epochs:int=5, # training epochs
-    lr:float=0.05, # (peak) learning rate, SGD with momentum 0.9
+    lr:float=0.05, # (peak) learning rate
     bs:int=128, # batch size
     seed:int=0, # seed for weights, masks and shuffling
     quiet:bool=False, # hide fastai's progress bars
@@ -96,23 +171,26 @@ def train_one(
     redistribution:bool=True, # SNFS: redistribute regrowth across layers by momentum
     schedule:str='one_cycle', # 'one_cycle' (fastai's, moms 0.95-0.85-0.95) or 'constant'
     constant_drop:bool=False, # constant drop fraction until the end (SET's original) instead of cosine decay to 0 at 75 %
-    wd:float=0., # weight decay
+    wd:float=0., # weight decay (fastai's optimizers decouple it from the gradient: true weight decay, AdamW's with 'adamw')
     loss:str='ce', # 'ce' (cross-entropy) or 'set' (sigmoid + MSE, the SET tutorial's)
-    init:str|None=None, # None (PyTorch's default), 'sparse_kaiming', or 'normal' (N(0, 0.1²), SET's)
+    init:str|None=None, # None (the model's own: PyTorch's default, timm's for 'vit'), 'sparse_kaiming', or 'normal' (N(0, 0.1²), SET's)
     n_train:int|None=None, n_valid:int|None=None, # use only the first images (Fashion-MNIST)
     dropout:float=0.2, # dropout of the 'set-mlp' model
     truly_sparse:bool=False, # store only the active weights: convert the masked `nn.Linear` layers with `truly_sparse` before training
+    opt:str='sgd', # 'sgd' (momentum 0.9) or 'adamw' (fastai's Adam, betas (0.9, 0.99), eps 1e-5, decoupled weight decay); one-cycle cycles the momentum / beta1
+    model_kw:dict|None=None, # keyword arguments of the model's constructor, e.g. dict(dim=128, depth=6) for 'vit'
 )->dict:
     "Train one configuration; return accuracy, time, mean density during training and the per-layer table"
     _choice('method', method, methods); _choice('distribution', distribution, distributions); _choice('model', model, models)
     _choice('schedule', schedule, ('one_cycle', 'constant')); _choice('loss', loss, ('ce', 'set')); _choice('init', init, (None, 'sparse_kaiming', 'normal'))
+    _choice('opt', opt, tuple(optimizers))
     if truly_sparse and method == 'dense': raise ValueError("`truly_sparse` needs a sparse method (static, set or rigl); 'dense' has no masks to convert")
     if truly_sparse and method in presets: grow_mode(presets[method]['grow_score_f'])  # SNFS: the library's error now, not at the first update
     torch.manual_seed(seed)
-    dls = get_dls(data, bs=bs, flatten=model != 'lenet5', seed=seed, n_train=n_train, n_valid=n_valid)
+    dls = get_dls(data, bs=bs, flatten=model not in _image_models, seed=seed, n_train=n_train, n_valid=n_valid)
     xb, _ = dls.one_batch()
     n_out = len(dls.vocab) if hasattr(dls, 'vocab') else 10
-    net = models[model](tuple(xb.shape[1:]), n_out, **({'p': dropout} if model == 'set-mlp' else {}))
+    net = models[model](tuple(xb.shape[1:]), n_out, **({'p': dropout} if model == 'set-mlp' else {}), **(model_kw or {}))
     g = torch.Generator().manual_seed(seed)
     if method != 'dense':
         sparsify_model(net, sparsity, sparse_f=distributions[distribution], generator=g,
@@ -126,7 +204,7 @@ def train_one(
         if method == 'snfs' and not redistribution: kw['redistribute_f'] = None
         if constant_drop: kw.update(drop_grow_sched=constant_sched, stop_pct=1.)
         cbs.append(DynamicSparseTrainingCallback(**kw))
-    learn = Learner(dls, net, loss_func=SETLoss() if loss == 'set' else CrossEntropyLossFlat(), opt_func=partial(SGD, mom=0.9),
+    learn = Learner(dls, net, loss_func=SETLoss() if loss == 'set' else CrossEntropyLossFlat(), opt_func=optimizers[opt],
                     metrics=accuracy, cbs=cbs, wd=wd)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -137,5 +215,5 @@ def train_one(
     with learn.no_bar(), learn.no_logging(): acc = float(learn.validate()[1])
     mon = cbs[0]
     return dict(method=method, sparsity=0. if method == 'dense' else sparsity, distribution=distribution, model=model, data=data,
-                epochs=epochs, seed=seed, truly_sparse=truly_sparse, accuracy=acc, seconds=secs, mean_density=mon.mean_density, epoch_density=mon.epoch_density,
+                epochs=epochs, seed=seed, opt=opt, truly_sparse=truly_sparse, accuracy=acc, seconds=secs, mean_density=mon.mean_density, epoch_density=mon.epoch_density,
                 n_updates=cbs[1].n_updates if len(cbs) > 1 else 0, layers=sparse_report(net))

@@ -1,4 +1,4 @@
-"""`fastsparse replicate`: the Fashion-MNIST grid (LeNet-300-100 at 95/98/99 %, the SET tutorial's MLP), tables and plots
+"""`fastsparse replicate`: the Fashion-MNIST grid (LeNet-300-100 at 95/98/99 %, the SET tutorial's MLP, a small ViT masked and truly sparse), tables and plots
 
 Docs: https://fastsparse.github.io/fastsparse/replicate.html.md"""
 
@@ -14,9 +14,9 @@ from .core import n_active
 from .experiment import train_one
 
 # %% auto #0
-__all__ = ['lenet_protocol', 'set_protocol', 'grids', 'lenet_grid', 'truly_sparse_grid', 'epsilon_sparsity', 'set_grid',
-           'set_timing_grid', 'method_label', 'run_grid', 'load_runs', 'summarise', 'markdown_table',
-           'compare_truly_sparse', 'comparison_table', 'write_results', 'plot', 'replicate']
+__all__ = ['lenet_protocol', 'set_protocol', 'vit_protocol', 'grids', 'lenet_grid', 'truly_sparse_grid', 'vit_grid',
+           'epsilon_sparsity', 'set_grid', 'set_timing_grid', 'method_label', 'run_grid', 'load_runs', 'summarise',
+           'markdown_table', 'compare_truly_sparse', 'comparison_table', 'write_results', 'plot', 'replicate']
 
 # %% ../nbs/11_replicate.ipynb #9f13e9b3
 lenet_protocol = dict(model='lenet300', data='fashion-mnist', distribution='erk', bs=128, lr=0.05, schedule='one_cycle',
@@ -44,6 +44,20 @@ def lenet_grid(sparsities=(0.95, 0.98, 0.99), seeds=(0, 1, 2), epochs=20, method
 def truly_sparse_grid(sparsities=(0.99,), seeds=(0, 1, 2), epochs=20, methods=('static', 'set', 'rigl'), **over)->list[dict]:
     "The LeNet-300-100 grid's sparse runs with `truly_sparse=True` (no dense baseline; SNFS cannot run truly sparse)"
     return lenet_grid(sparsities, seeds, epochs, methods, dense=False, truly_sparse=True, **over)
+
+# %% ../nbs/11_replicate.ipynb #639fd340
+vit_protocol = dict(model='vit', model_kw=dict(patch=4, dim=64, depth=4, n_heads=4, mlp_ratio=2), data='fashion-mnist', distribution='erk',
+                    opt='adamw', lr=1e-3, wd=0.05, bs=128, schedule='one_cycle', batches_per_update=50, drop_fraction=0.3, quiet=True,
+                    n_train=20_000)
+
+def vit_grid(sparsities=(0.9, 0.99), seeds=(0, 1, 2), epochs=5, methods=('set', 'rigl'), **over)->list[dict]:
+    "The ViT grid: dense, then each sparse method masked-dense and truly sparse at each sparsity"
+    res = [dict(vit_protocol, method='dense', sparsity=0., epochs=epochs, seed=s, **over) for s in seeds]
+    for sp in sparsities:
+        for m in methods:
+            for ts in ({}, {'truly_sparse': True}):
+                res += [dict(vit_protocol, method=m, sparsity=sp, epochs=epochs, seed=s, **over, **ts) for s in seeds]
+    return res
 
 # %% ../nbs/11_replicate.ipynb #d6ded7b7
 def epsilon_sparsity(shapes:list[tuple[int, int]], epsilon:float)->float:
@@ -188,10 +202,12 @@ grids = dict(
     truly_sparse=lambda: truly_sparse_grid(),
     set_timing=lambda: set_timing_grid(),
     quick=lambda: lenet_grid(sparsities=(0.95, 0.99), seeds=(0,), epochs=2, n_train=6000, n_valid=2000),
+    vit=lambda: vit_grid(),
+    vit_quick=lambda: vit_grid(sparsities=(0.9,), seeds=(0,), epochs=1, n_train=1280, n_valid=500, batches_per_update=5),
 )
 
 def replicate(
-    grid:str='lenet20', # comma-separated grids: lenet20, lenet100, set_tutorial, truly_sparse, set_timing (or quick)
+    grid:str='lenet20', # comma-separated grids: lenet20, lenet100, set_tutorial, truly_sparse, set_timing, vit (or quick, vit_quick)
     out:str='replication', # output folder (runs.jsonl, summary.*, PNG plots)
     workers:int=2, # runs in parallel (one thread each)
     quick:bool=False, # a few-minute smoke run: 2 epochs on 6,000/2,000 images at 95 % and 99 %

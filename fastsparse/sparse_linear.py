@@ -6,7 +6,7 @@ Docs: https://fastsparse.github.io/fastsparse/truly_sparse.html.md"""
 
 # %% ../nbs/09_truly_sparse.ipynb #114edd85
 from __future__ import annotations
-import math, warnings, weakref
+import contextlib, math, warnings, weakref
 import torch
 from torch import nn, Tensor
 from .core import (masked_params, unwrap_model, n_active, _model_of, _MaskAfterLoad, _opt_params, LinearSpec, linear_spec, _holders,
@@ -61,18 +61,81 @@ def _indices_from_flat(flat:Tensor, shape:tuple[int, int], out:dict|None=None)->
     return dict(crow_indices=crow, col_indices=cols, t_crow_indices=tcrow, t_col_indices=torch.index_select(rows, 0, perm, out=tcol),
                 t_perm=perm.to(dt) if tperm is None else tperm.copy_(perm))
 
+# %% ../nbs/09_truly_sparse.ipynb #a7c3e1d0
+_LOW = (torch.float16, torch.bfloat16)
+_any_autocast = getattr(torch._C, '_is_any_autocast_enabled', lambda: True)  # one cheap call rules autocast out on every forward outside it
+
+def _autocast_on(dev:str)->bool:
+    "Whether `torch.autocast` is enabled for device type `dev`"
+    return torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+
+_native_dtypes = {}  # (op, device, dtype) -> whether the backend runs that sparse product in that dtype (probed once)
+
+def _native(op:str, device:torch.device, dtype:torch.dtype)->bool:
+    "Whether sparse product `op` ('mm': CSR × dense, 'sampled': `sampled_addmm`) runs in `dtype` on `device`: tried once on a 2×2 CSR, then cached"
+    key = (op, device, dtype)
+    if key not in _native_dtypes:
+        i = torch.tensor([0, 1, 2], device=device)
+        w = torch.sparse_csr_tensor(i, i[:2], torch.ones(2, device=device, dtype=dtype), (2, 2), check_invariants=False)
+        d = torch.ones(2, 2, device=device, dtype=dtype)
+        try:
+            with torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else contextlib.nullcontext():
+                torch.mm(w, d) if op == 'mm' else torch.sparse.sampled_addmm(w, d, d, beta=0.)
+            _native_dtypes[key] = True
+        except (RuntimeError, NotImplementedError): _native_dtypes[key] = False  # e.g. CPU (MKL) has no half/bfloat16 CSR kernels
+    return _native_dtypes[key]
+
+def _compute_dtype(op:str, t:Tensor)->torch.dtype:
+    "The dtype sparse product `op` runs in for values like `t`: their own, or float32 for half/bfloat16 where the backend lacks it"
+    return torch.float32 if t.dtype in _LOW and not _native(op, t.device, t.dtype) else t.dtype
+
+def _contig(t:Tensor, dtype:torch.dtype)->Tensor:
+    "`t` as a contiguous tensor of `dtype`: one copy at most (none if it is both already)"
+    return t.contiguous() if t.dtype == dtype else t.to(dtype, memory_format=torch.contiguous_format)
+
 # %% ../nbs/09_truly_sparse.ipynb #2c9cb04c
+def _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
+    "`_SparseLinearFunction.forward` for half/bfloat16: the product in the dtype `_compute_dtype` picks, the output in `x`'s"
+    cd = _compute_dtype('mm', values)
+    xt = x.t() if cd != x.dtype else x.t().contiguous()
+    ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)  # in the input's dtype (if the product runs in float32, a view: cast again in backward)
+    vc = values if cd == values.dtype else values.to(cd)
+    y = torch.mm(torch.sparse_csr_tensor(crow, col, vc, shape, check_invariants=False), _contig(xt, cd))
+    return (y if cd == x.dtype else y.to(x.dtype)).t()
+
+def _grads_cast(ctx, g):
+    "`_SparseLinearFunction.backward` for half/bfloat16 or inside an autocast region: each product in the dtype `_compute_dtype` picks, gradients in their tensors' dtypes"
+    xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
+    (o, i), gx, gv, gt = ctx.shape, None, None, None
+    if ctx.needs_input_grad[0]:
+        cd = _compute_dtype('mm', values)
+        gt, vt = _contig(g.t(), cd), values.index_select(0, perm)
+        wt = torch.sparse_csr_tensor(tcrow, tcol, vt if cd == vt.dtype else vt.to(cd), (i, o), check_invariants=False)
+        gx = torch.mm(wt, gt)
+        gx = (gx if cd == g.dtype else gx.to(g.dtype)).t()
+    if ctx.needs_input_grad[1]:
+        cd = _compute_dtype('sampled', values)
+        if gt is None or gt.dtype != cd: gt = _contig(g.t(), cd)
+        res = torch.sparse_csr_tensor(crow, col, values.new_zeros(values.shape, dtype=cd), (o, i), check_invariants=False)
+        gv = torch.sparse.sampled_addmm(res, gt, _contig(xt, cd).t(), beta=0., out=res).values()
+        if cd != values.dtype: gv = gv.to(values.dtype)
+    return gx, gv, None, None, None, None, None, None
+
 class _SparseLinearFunction(torch.autograd.Function):
     "`x Wᵀ` for a CSR `W` given by its values and index buffers; gradients for `x` (transposed CSR) and the values (sampled product)"
     @staticmethod
     def forward(ctx, x, values, crow, col, tcrow, tcol, perm, shape):
+        ctx.shape = shape
+        if values.dtype in _LOW: return _forward_cast(ctx, x, values, crow, col, tcrow, tcol, perm, shape)
         xt = x.t().contiguous()  # (in, batch) rows, as both products read them: a copy only for a row-major input (the first layer's), made once
         ctx.save_for_backward(xt, values, crow, col, tcrow, tcol, perm)
-        ctx.shape = shape
         return torch.mm(torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False), xt).t()  # feature-major: the next layer reads it without a copy
 
     @staticmethod
     def backward(ctx, g):
+        if _any_autocast() and _autocast_on(g.device.type):  # a backward inside an autocast region: autocast would cast the CSR operands, so the products pick their dtypes themselves
+            with torch.autocast(g.device.type, enabled=False): return _grads_cast(ctx, g)
+        if g.dtype in _LOW: return _grads_cast(ctx, g)
         xt, values, crow, col, tcrow, tcol, perm = ctx.saved_tensors
         (o, i), gx, gv = ctx.shape, None, None
         gt = g.t().contiguous()  # one copy at most (the last layer's gradient comes row-major from the loss), shared by both products
@@ -86,9 +149,9 @@ class _SparseLinearFunction(torch.autograd.Function):
 
 # %% ../nbs/09_truly_sparse.ipynb #6e0dfd82
 class _KeepGradOutput:
-    "Tensor hook that stores the gradient of a layer's output next to the input its forward recorded (for RigL's dense gradient on an update step)"
-    def __init__(self, slot:list): self.slot = slot  # [input, output gradient]
-    def __call__(self, g): self.slot[1] = g.detach()
+    "Tensor hook that adds one forward's input and its output gradient to a layer's record when that gradient arrives (RigL's dense gradient on an update step)"
+    def __init__(self, rec:list, x:Tensor): self.rec, self.x = rec, x  # the layer's record (list of [input, output gradient]), this forward's input
+    def __call__(self, g): self.rec.append([self.x, g.detach()])
 
 # %% ../nbs/09_truly_sparse.ipynb #9053ada2
 class TrulySparseLinear(nn.Module):
@@ -168,14 +231,26 @@ def _sample_excluding(numel:int, k:int, excluded:Tensor, generator:torch.Generat
     return got.to(device)
 
 # %% ../nbs/09_truly_sparse.ipynb #195f77fb
+def _autocast_args(dev:str, *ts:Tensor|None)->list[Tensor|None]:
+    "`ts` as autocast hands them to `nn.Linear`: floating tensors other than float64 cast to the autocast dtype of device type `dev`"
+    dt = torch.get_autocast_dtype(dev)
+    return [t.to(dt) if t is not None and t.is_floating_point() and t.dtype not in (dt, torch.float64) else t for t in ts]
+
 def _forward(self:TrulySparseLinear, x:Tensor)->Tensor:
-    "`x Wᵀ + b` over the last dimension of `x` (any leading dimensions)"
-    x2 = x.reshape(-1, self.in_features)
-    y = _SparseLinearFunction.apply(x2, self.values, self.crow_indices, self.col_indices,
-                                    self.t_crow_indices, self.t_col_indices, self.t_perm, self.shape)
-    if self.record and y.requires_grad:  # every forward of an update step (micro-batches of gradient accumulation too) adds its input and, in backward, its output gradient
-        slot = [x2.detach(), None]; self.__dict__.setdefault('_rec', []).append(slot); y.register_hook(_KeepGradOutput(slot))
-    if self.bias is not None: y = y + self.bias
+    "`x Wᵀ + b` over the last dimension of `x` (any leading dimensions); under `torch.autocast`, in its dtype as `nn.Linear`"
+    x2, w, b = x.reshape(-1, self.in_features), self.values, self.bias
+    ac = _any_autocast() and _autocast_on(dev := x.device.type)
+    if ac: x2, w, b = _autocast_args(dev, x2, w, b)
+    if x2.dtype != w.dtype:
+        raise RuntimeError(f"{self!r} got an input of dtype {x2.dtype} and has weights of dtype {w.dtype}: cast the input to the model's dtype "
+                           f"(x.to({w.dtype})), or run the forward under torch.autocast")
+    args = (x2, w, self.crow_indices, self.col_indices, self.t_crow_indices, self.t_col_indices, self.t_perm, self.shape)
+    if ac:
+        with torch.autocast(dev, enabled=False): y = _SparseLinearFunction.apply(*args)  # autocast would cast the CSR operand: the function picks dtypes itself
+    else: y = _SparseLinearFunction.apply(*args)
+    if self.record and y.requires_grad:  # every forward of an update step whose output gets a gradient (micro-batches of gradient accumulation too) adds its input and that gradient
+        y.register_hook(_KeepGradOutput(self.__dict__.setdefault('_rec', []), x2.detach()))  # kept by the hook until backward: a forward whose output never gets one (non-reentrant checkpointing's recomputation) keeps nothing
+    if b is not None: y = y + b
     return y.reshape(*x.shape[:-1], self.out_features)
 
 TrulySparseLinear.forward = _forward
@@ -401,7 +476,23 @@ def truly_sparse(
         _replace(model, m, _to_truly_sparse(m, s), parents)
         _mark_replaced(getattr(m, s.weight), 'truly_sparse', names[id(m)])
     _refresh_enforcer(model, dropped=todo)
+    if not isinstance(model_or_learner, nn.Module): _drop_stale_opt(model_or_learner)
     return model
+
+# %% ../nbs/09_truly_sparse.ipynb #c4e8a2f7
+def _has_state(opt)->bool:
+    "Whether optimizer `opt` (torch, fastai `Optimizer` or `OptimWrapper`) keeps a tensor (momentum, moments) for some parameter"
+    st = getattr(getattr(opt, 'opt', opt), 'state', None) or {}
+    return any(isinstance(v, Tensor) for s in st.values() if isinstance(s, dict) for v in s.values())
+
+def _drop_stale_opt(learn):
+    "Drop the optimizer of fastai `Learner` `learn` if it holds weights `truly_sparse` replaced (the next `fit` builds one for the converted model); warn if it kept state"
+    opt = getattr(learn, 'opt', None)
+    if opt is None or not hasattr(learn, 'create_opt') or not any(_was_replaced(p) for p in _opt_params(getattr(opt, 'opt', opt))): return
+    if _has_state(opt):
+        warnings.warn("truly_sparse dropped the learner's optimizer, which trained the dense weights it replaced, and with it the optimizer's state "
+                      "(momentum, Adam moments) of every parameter: the next fit starts a new optimizer from zero state", stacklevel=3)
+    learn.opt = None
 
 # %% ../nbs/09_truly_sparse.ipynb #c87f1b46
 def truly_sparse_layers(model:nn.Module)->list[TrulySparseLinear]:
@@ -491,6 +582,7 @@ def _block_scores(x:Tensor, g:Tensor, r0:int, r1:int, excl:Tensor, reduce:bool=F
 def _grow_by_gradient(layer:TrulySparseLinear, k:int, excl:Tensor, block_size:int)->Tensor:
     "Sorted flat positions of the `k` largest |dense gradient| outside sorted `excl`, computed over blocks of output rows with a running top-k"
     x, g, reduce = _global_recorded(layer)
+    x, g = (t if t.dtype in (torch.float32, torch.float64) else t.float() for t in (x, g))  # half/bfloat16 recordings: the blocks in float32
     best_v, best_i = x.new_empty(0), excl.new_empty(0)
     rb = max(1, block_size // layer.in_features)
     for r0 in range(0, layer.out_features, rb) if k else []:
@@ -701,3 +793,11 @@ def _set_record(self:TrulySparseLinear, on:bool):
 
 TrulySparseLinear.topology_update, TrulySparseLinear.needs_record, TrulySparseLinear.set_record = _topology_update, _needs_record, _set_record
 TrulySparseLinear.block_size = 2**22
+
+# %% ../nbs/09_truly_sparse.ipynb #e6a1c4b9
+def _clear_record(self:TrulySparseLinear):
+    "Forget the recordings whose backward is done, keep recording: the gradients they explain are being zeroed (their step was skipped, e.g. by a gradient scaler's overflow)"
+    rec = self.__dict__.get('_rec')
+    if rec: rec.clear()  # in place: a forward whose backward is still to come (zero_grad between forward and backward) adds its pair to this list when its gradient arrives
+
+TrulySparseLinear.clear_record = _clear_record

@@ -1,4 +1,4 @@
-"The command line: `fastsparse replicate --quick` (the CI smoke run of the replication grid), `fastsparse train` on an image folder and `--truly-sparse`"
+"The command line: `fastsparse replicate --quick` (the CI smoke run of the replication grid), `fastsparse train` on an image folder, `--truly-sparse`, and a ViT with AdamW"
 import json, subprocess, sys
 from pathlib import Path
 from fastsparse.core import n_active
@@ -33,3 +33,15 @@ def test_train_truly_sparse(tmp_path):
     assert 'set (truly sparse) lenet300' in r.stdout
     r = subprocess.run(['fastsparse', 'train', '--method', 'snfs', '--truly-sparse', '--epochs', '1'], capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and 'SNFS grows by the momentum' in r.stderr and 'dense' not in r.stdout
+
+def test_train_vit_adamw(tmp_path):
+    out = tmp_path/'r.json'
+    r = subprocess.run(['fastsparse', 'train', '--model', 'vit', '--opt', 'adamw', '--wd', '0.05', '--lr', '0.002', '--method', 'rigl', '--truly-sparse',
+                        '--epochs', '1', '--batches-per-update', '5', '--no-dense', '--json-out', str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())[0]
+    assert res['opt'] == 'adamw' and res['truly_sparse'] and res['n_updates'] > 0 and len(res['layers']) == 18
+    assert sum(l['active'] for l in res['layers']) == n_active(sum(l['numel'] for l in res['layers']), 0.9)
+    assert 'rigl (truly sparse) vit' in r.stdout
+    r = subprocess.run(['fastsparse', 'train', '--opt', 'adam'], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and 'adamw' in r.stderr
