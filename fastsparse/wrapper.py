@@ -16,9 +16,10 @@ from .schedule import DropGrowSchedule, cosine_sched, constant_sched, check_sche
 __all__ = ['DynamicSparseTrainingOptimizerWrapper']
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
+_step_patches = ('step', '_opt_called')  # what an LR scheduler sets on an optimizer instance (its step counter): not pickled
 def _noop(): pass
 
-class DynamicSparseTrainingOptimizerWrapper:
+class DynamicSparseTrainingOptimizerWrapper(torch.optim.Optimizer):
     "Wraps a torch optimizer: every `batches_per_update` steps, `step()` updates the sparse topology (SET, SNFS, RigL)"
     def __init__(self,
         model:nn.Module, # model sparsified with `sparsify_model` (may be wrapped in DDP)
@@ -51,17 +52,24 @@ class DynamicSparseTrainingOptimizerWrapper:
     def param_groups(self): return self.opt.param_groups
     @property
     def state(self): return self.opt.state
+    @property
+    def defaults(self)->dict: return self.opt.defaults
+    def add_param_group(self, param_group:dict): self.opt.add_param_group(param_group)
     def zero_grad(self, set_to_none:bool=True):
         "Zero the optimizer's gradients, and forget what truly sparse layers recorded for a step that did not happen (`clear_record`)"
         self.opt.zero_grad(set_to_none=set_to_none)
         for l in self.engine.layers: getattr(l, 'clear_record', _noop)()
+    def __getstate__(self)->dict: return {k: v for k, v in self.__dict__.items() if k not in _step_patches}  # torch's keeps only defaults, state, param_groups
+    def __setstate__(self, state:dict): self.__dict__.update(state)  # torch's would wrap this class's `step` in its profiling hooks
     def __repr__(self): return f"DynamicSparseTrainingOptimizerWrapper({type(self.opt).__name__}, step {self.n_step}, {self.n_updates} updates)"
 
 # %% ../nbs/04_pytorch.ipynb #739e843f
 def _wrapper_step(self:DynamicSparseTrainingOptimizerWrapper, step:int|None=None, pct_train:float|None=None, closure=None):
     "Take an optimizer step, or update the topology at every `batches_per_update`-th step (then skip the step if `skip_step_on_update`)"
+    if callable(step): step, closure = None, step  # torch's convention `step(closure)`, as GradScaler and accelerate call it
     if pct_train is None and not self.schedule.total_steps:
-        raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is")
+        raise ValueError("call `step(step, pct_train)`, or pass `total_steps` to the wrapper so `step()` knows how far training is "
+                         "(in a Hugging Face Trainer: add fastsparse.hf.DynamicSparseTrainerCallback, which passes `max_steps`)")
     if self.schedule.advance(self.engine, self.opt, step, pct_train) is not None and self.skip_step_on_update: return None
     return self.opt.step(closure) if closure is not None else self.opt.step()
 
@@ -79,7 +87,7 @@ def _wrapper_load_state_dict(self:DynamicSparseTrainingOptimizerWrapper, sd:dict
     "Restore what `state_dict` saved (also the format of earlier versions); masks are copied in place and the weights re-masked"
     self.opt.load_state_dict(sd['opt'])
     self.schedule.load_state_dict(sd)
-    self.engine.generator.set_state(sd['generator'])
+    self.engine.generator.set_state(sd['generator'].cpu())  # a generator's state is a CPU tensor, even where a loader moved it to the GPU
     bufs = dict(self.model.named_buffers())
     with torch.no_grad():
         for k, v in sd['masks'].items():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ['core', 'engine', 'schedule', 'callbacks', 'wrapper', 'report', 'diagnostics', 'export', 'data', 'experiment', 'cli', 'replicate', 'sharded']
+MODULES = ['core', 'engine', 'schedule', 'callbacks', 'wrapper', 'report', 'diagnostics', 'export', 'data', 'experiment', 'cli', 'replicate', 'sharded', 'hf']
 sys.path.insert(0, str(ROOT/'tools'))
 from docs_preview import out_name, sidebar_entries, front_matter
 
