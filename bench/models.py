@@ -80,7 +80,8 @@ def dense_layers(model)->str:
             why[(name, f"tied to {', '.join(other)}: dense as the embedding")] += 1
         elif isinstance(m, nn.Embedding): why[('Embedding', 'embeddings stay dense')] += 1
         elif isinstance(m, sparseable_types) or linear_spec(m) is not None: why[(f"{type(m).__name__} {name}", 'ERK density 1: a small layer')] += 1
-        else: why[(', '.join(full), 'parameters outside layers')] += 1
+        else:
+            for f in full: why[(f, 'a parameter outside layers')] += 1
     return fmt(why)
 
 def left_masked(model)->str:
@@ -106,8 +107,8 @@ def masked_zero(model)->bool:
     return all(not (getattr(m, n)[~getattr(m, n + '_mask')] != 0).any() for m, n in masked_params(model))
 
 def rigl_check(model, kind, shape, steps, gen)->tuple[bool, int, int]:
-    "(counts exact and masked weights 0 after every step, updates done, layers) for `steps` AdamW steps with RigL every 2 through the wrapper"
-    so = DynamicSparseTrainingOptimizerWrapper(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches_per_update=2, total_steps=steps, seed=0, **RigL_presets)
+    "(counts exact and masked weights 0 after every step, updates done, layers) for `steps` AdamW steps with a RigL update every step until 75 % through the wrapper"
+    so = DynamicSparseTrainingOptimizerWrapper(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches_per_update=1, total_steps=steps, seed=0, **RigL_presets)
     c0, ok = counts(model), True
     for _ in range(steps):
         x, y = batch(kind, shape, 2, gen)
@@ -134,19 +135,28 @@ def time_steps(models, kind, x, y, rounds, n, dev):
 
 def spread(xs): return f"{median(xs):.2f}× ({min(xs):.2f}–{max(xs):.2f})"
 
-def run(name, args, dev, rows):
+def sparse_pair(name, quick=False, dev='cpu'):
+    "(model sparsified 90 % ERK, its truly sparse copy, kind, input shape) of model `name`"
     torch.manual_seed(0)
-    model, kind, shape = MODELS[name](args.quick)
+    model, kind, shape = MODELS[name](quick)
     model = model.to(dev)
     sparsify_model(model, 0.9, sparse_f=erdos_renyi_sparsity)
-    masked = Counter(type(m).__name__ for m, n in masked_params(model))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # a tied sparse head would warn that it stays masked: the table says what stays masked
         ts = truly_sparse(copy.deepcopy(model))
+    return model, ts, kind, shape
+
+def structure_row(name, model, ts)->str:
+    "The row of the structure table: layers masked by type, left dense (why), converted by `truly_sparse`, left masked-dense (why)"
     names = {n for n, m in ts.named_modules() if isinstance(m, TrulySparseLinear)}
     converted = Counter(type(m).__name__ for n, m in model.named_modules() if n in names)
+    masked = Counter(type(m).__name__ for m, n in masked_params(model))
+    return f"| {TITLE[name]} | {fmt(masked)} | {dense_layers(model)} | {fmt(converted)} | {left_masked(ts)} |"
+
+def run(name, args, dev, rows):
+    model, ts, kind, shape = sparse_pair(name, args.quick, dev)
     gen = torch.Generator().manual_seed(0)
-    steps = 4 if args.quick else 6
+    steps = 2 if args.quick else 6
     ok_m, up_m, n_layers = rigl_check(copy.deepcopy(model), kind, shape, steps, gen)
     ok_t, up_t, _ = rigl_check(copy.deepcopy(ts), kind, shape, steps, gen)
     dense = MODELS[name](args.quick)[0].to(dev)
@@ -155,7 +165,7 @@ def run(name, args, dev, rows):
     res = time_steps(dict(dense=dense, masked=model, sparse=ts), kind, x, y, args.rounds, args.steps, dev)
     r_m = [d / m for d, m in zip(res['dense'], res['masked'])]; r_t = [d / s for d, s in zip(res['dense'], res['sparse'])]
     inp = f"{args.bs}×{shape[1]} tokens" if kind == 'lm' else f"{args.bs}×{'×'.join(map(str, shape))}"
-    rows['struct'].append(f"| {TITLE[name]} | {fmt(masked)} | {dense_layers(model)} | {fmt(converted)} | {left_masked(ts)} |")
+    rows['struct'].append(structure_row(name, model, ts))
     ex = lambda ok, up: f"{'exact' if ok else '**NOT exact**'} ({up} updates)"
     rows['rigl'].append(f"| {TITLE[name]} | {n_layers} | {ex(ok_m, up_m)} | {ex(ok_t, up_t)} |")
     rows['time'].append(f"| {TITLE[name]} | {inp} | {1e3 * median(res['dense']):.0f} ms | {1e3 * median(res['masked']):.0f} ms, {spread(r_m)} | "
