@@ -59,10 +59,10 @@ def loss(model, kind, x, y):
     return nn.functional.cross_entropy(model(x), y)
 
 def fmt(c:Counter)->str:
-    "`Type×n (why)` items of a Counter of `Type` or `(Type, why)` keys, most frequent first"
+    "`Type×n (why)` items of a Counter of `Type` or `(Type, why)` keys (`name (why)` for a named layer), most frequent first"
     def item(k, v):
         t, why = (k, '') if isinstance(k, str) else k
-        return f"{t}×{v}{f' ({why})' if why else ''}"
+        return f"{t}{f'×{v}' if v > 1 or t[:1].isupper() else ''}{f' ({why})' if why else ''}"  # a count of a type; a named layer once
     return ', '.join(item(k, v) for k, v in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))) or 'none'
 
 def dense_layers(model)->str:
@@ -79,7 +79,7 @@ def dense_layers(model)->str:
             other = [o for f in full for v in tied.values() if f in v for o in v if o != f]
             why[(name, f"tied to {', '.join(other)}: dense as the embedding")] += 1
         elif isinstance(m, nn.Embedding): why[('Embedding', 'embeddings stay dense')] += 1
-        elif isinstance(m, sparseable_types) or linear_spec(m) is not None: why[(f"{type(m).__name__} {name}", 'ERK density 1: a small layer')] += 1
+        elif isinstance(m, sparseable_types) or linear_spec(m) is not None: why[(name, f"a {type(m).__name__}: ERK density 1, a small layer")] += 1
         else:
             for f in full: why[(f, 'a parameter outside layers')] += 1
     return fmt(why)
@@ -146,12 +146,12 @@ def sparse_pair(name, quick=False, dev='cpu'):
         ts = truly_sparse(copy.deepcopy(model))
     return model, ts, kind, shape
 
-def structure_row(name, model, ts)->str:
-    "The row of the structure table: layers masked by type, left dense (why), converted by `truly_sparse`, left masked-dense (why)"
+def structure_rows(name, model, ts)->list[str]:
+    "The model's rows of the two structure tables: (layers masked by type, left dense and why), (converted by `truly_sparse`, left masked-dense and why)"
     names = {n for n, m in ts.named_modules() if isinstance(m, TrulySparseLinear)}
     converted = Counter(type(m).__name__ for n, m in model.named_modules() if n in names)
     masked = Counter(type(m).__name__ for m, n in masked_params(model))
-    return f"| {TITLE[name]} | {fmt(masked)} | {dense_layers(model)} | {fmt(converted)} | {left_masked(ts)} |"
+    return [f"| {TITLE[name]} | {fmt(masked)} | {dense_layers(model)} |", f"| {TITLE[name]} | {fmt(converted)} | {left_masked(ts)} |"]
 
 def run(name, args, dev, rows):
     model, ts, kind, shape = sparse_pair(name, args.quick, dev)
@@ -165,7 +165,7 @@ def run(name, args, dev, rows):
     res = time_steps(dict(dense=dense, masked=model, sparse=ts), kind, x, y, args.rounds, args.steps, dev)
     r_m = [d / m for d, m in zip(res['dense'], res['masked'])]; r_t = [d / s for d, s in zip(res['dense'], res['sparse'])]
     inp = f"{args.bs}×{shape[1]} tokens" if kind == 'lm' else f"{args.bs}×{'×'.join(map(str, shape))}"
-    rows['struct'].append(structure_row(name, model, ts))
+    a, b = structure_rows(name, model, ts); rows['struct'].append(a); rows['convert'].append(b)
     ex = lambda ok, up: f"{'exact' if ok else '**NOT exact**'} ({up} updates)"
     rows['rigl'].append(f"| {TITLE[name]} | {n_layers} | {ex(ok_m, up_m)} | {ex(ok_t, up_t)} |")
     rows['time'].append(f"| {TITLE[name]} | {inp} | {1e3 * median(res['dense']):.0f} ms | {1e3 * median(res['masked']):.0f} ms, {spread(r_m)} | "
@@ -192,17 +192,19 @@ def main():
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(dev)}, load average {os.getloadavg()[0]:.2f} at start; "
           f"sparsify_model(model, 0.9, sparse_f=erdos_renyi_sparsity); timing: AdamW steps (forward, backward, step), {args.rounds} alternating rounds "
           f"of {args.steps} steps per variant, ratio = dense step time / variant's, median of the per-round ratios (min–max)\n")
-    rows = dict(struct=[], rigl=[], time=[])
+    rows = dict(struct=[], convert=[], rigl=[], time=[])
     t0, oks, rs = time.perf_counter(), [], []
     for m in avail:
         ok, r = run(m, args, dev, rows); oks.append(ok); rs.append(r)
-    print("| model | masked by `sparsify_model` | left dense | converted by `truly_sparse` | left masked-dense by `truly_sparse` |\n| :- | :- | :- | :- | :- |")
+    print("| model | masked by `sparsify_model` | left dense |\n| :- | :- | :- |")
     print('\n'.join(rows['struct']))
+    print("\n| model | converted by `truly_sparse` | left masked-dense by `truly_sparse` |\n| :- | :- | :- |")
+    print('\n'.join(rows['convert']))
     print("\n| model | sparse layers | per-layer active counts after every RigL step, masked | truly sparse |\n| :- | -: | :- | :- |")
     print('\n'.join(rows['rigl']))
     print("\n| model | input (batch) | dense step | masked-dense: step, speed vs dense | truly sparse: step, speed vs dense |\n| :- | :- | -: | :- | :- |")
     print('\n'.join(rows['time']))
-    print(f"\nload average {os.getloadavg()[0]:.2f} at the end, {time.perf_counter() - t0:.0f} s")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end, {time.perf_counter() - t0:.0f} s\n")
     print(f"models: {len(avail)} models, counts exact after RigL updates: {all(oks)}; truly sparse step vs dense (median per model): "
           + ', '.join(f"{m} {r:.2f}x" for m, r in zip(avail, rs)))
     if not all(oks): sys.exit(1)
