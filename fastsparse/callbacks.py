@@ -198,14 +198,15 @@ def sparsify(self:Learner,
     method:str='rigl', # 'static', 'set', 'snfs' or 'rigl'
     sparse_f=uniform_sparsity, # sparsity distribution, e.g. `erdos_renyi_sparsity`
     weight_init:str|None=None, # passed to `sparsify_model`
-    truly_sparse:bool=False, # then convert the masked `nn.Linear` layers to `TrulySparseLinear` (`truly_sparse(learn)`): only active weights stored and trained
+    tied:str='dense', # a weight also used by an embedding (a tied head): 'dense' leaves it dense, 'sparse' masks it keeping the tie (`sparsify_model`'s `tied`)
+    truly_sparse:bool=False, # then convert the masked linear layers (nn.Linear, HF Conv1D, declared ones) to `TrulySparseLinear` (`truly_sparse(learn)`): only active weights stored and trained
     **kwargs # override the preset's `DynamicSparseTrainingCallback` arguments
 )->Learner:
     "Sparsify the learner's model (truly sparse if asked) and, unless `method='static'`, add a `DynamicSparseTrainingCallback` with `method`'s preset"
     if method not in ('static', *presets): raise ValueError(f"`method` must be one of 'static', {', '.join(map(repr, presets))}; got {method!r}")
     cb = DynamicSparseTrainingCallback(**{**presets[method], **kwargs}) if method != 'static' else None  # bad arguments fail before anything changes
     if truly_sparse and cb is not None: grow_mode(cb.grow_score_f)  # and so does SNFS, or a grow score truly sparse layers cannot use
-    sparsify_model(self.model, model_sparsity, sparse_f=sparse_f, weight_init=weight_init)
+    sparsify_model(self.model, model_sparsity, sparse_f=sparse_f, weight_init=weight_init, tied=tied)
     if truly_sparse: _convert(self)  # also drops an optimizer built before (lr_find, create_opt, an earlier fit): the next fit builds one
     if cb is not None: self.add_cb(cb)
     return self

@@ -91,3 +91,5 @@ def test_pages_show_results(docs_site):
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', (docs_site/'get_started.html').read_text())) >= 2  # a batch and the density plot
     assert 'fastsparse 0.1' in _text(docs_site/'cli.html')  # `fastsparse --version`
     assert re.search(r'<th>density</th>\s*<th>churn</th>\s*<th>itop</th>', (docs_site/'diagnostics.html').read_text())
+    mo = (docs_site/'models.html').read_text()  # bench/models.py's saved Markdown output, rendered as tables
+    assert re.search(r'<td[^>]*>Conv1D×8</td>', mo) and re.search(r'<td[^>]*>exact \(4 updates\)</td>', mo), 'models tables'
