@@ -14,6 +14,7 @@ from the network.
 """
 import argparse, html, re, shutil
 from pathlib import Path
+from save_outputs import terminal_text as _terminal  # console output as a terminal shows it (tools/ is on the path of its scripts)
 
 SKIP_FILES = {'_quarto.yml', 'nbdev.yml', 'sidebar.yml', 'styles.css'}
 
@@ -68,15 +69,6 @@ def fix_markdown(md:str, site:str, names:dict)->str:
         return f'<a href="{html.escape(_local_url(m.group(2), site, names), quote=True)}" {_attrs(m.group(3))}>{text}</a>'
     md = _re_attr_link.sub(attr_link, md)
     return _re_md_link.sub(lambda m: m.group(1) + _local_url(m.group(2), site, names) + m.group(3), md)
-
-def _terminal(text:str)->str:
-    "Console output as a terminal shows it: a carriage return overwrites the line (progress bars), trailing spaces go"
-    out = []
-    for line in text.split('\n'):
-        cur = ''
-        for seg in line.split('\r'): cur = seg + cur[len(seg):]
-        out.append(cur.rstrip())
-    return '\n'.join(out)
 
 _re_dir = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 
