@@ -58,12 +58,11 @@ class DynamicSparseTrainingCallback(Callback):
         if self._off: return
         if self.schedule.advance(self.engine, self.learn.opt) is not None and self.skip_step_on_update: raise CancelStepException()
     def after_cancel_step(self):  # a step skipped by `MixedPrecision` (overflow): truly sparse layers forget what they recorded for it
-        for l in self.engine.layers if self.engine is not None else []: getattr(l, 'clear_record', _noop)()
+        if self.engine is not None: self.engine.clear_records()
     def after_fit(self): _restore_dls(self._gloo_dls); self._gloo_dls = []
 
 # %% ../nbs/01_callbacks.ipynb #9c580351
 def _finding_lr(learn)->bool: return any(isinstance(cb, LRFinder) for cb in learn.cbs)
-def _noop(): pass
 
 def _check_learner_opt(learn):
     "Raise the library's error if the learner's optimizer was built before `truly_sparse(learn.model)` (it holds the replaced dense weights)"

@@ -471,4 +471,8 @@ def _prepare(self:DropGrowEngine, update_next:bool):
     if not update_next and not any(l.record for l in self.layers): return  # nothing to switch off (every step of SET, most of RigL's)
     for l in self.layers: l.set_record(update_next and l.needs_record(self.grow_score_f))
 
-DropGrowEngine.prepare = _prepare
+def _clear_records(self:DropGrowEngine):
+    "Have truly sparse layers forget what they recorded for a step that did not happen (skipped on a gradient scaler's overflow, its gradients zeroed)"
+    for l in self.layers: l.clear_record()
+
+DropGrowEngine.prepare, DropGrowEngine.clear_records = _prepare, _clear_records

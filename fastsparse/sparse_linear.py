@@ -346,10 +346,6 @@ def _getstate(self:TrulySparseLinear)->dict:
 TrulySparseLinear._load_from_state_dict, TrulySparseLinear.extra_repr, TrulySparseLinear.__getstate__ = _load_from_state_dict, _extra_repr, _getstate
 
 # %% ../nbs/09_truly_sparse.ipynb #6a4fc084
-def _was_replaced(p:Tensor)->bool:
-    "Whether parameter `p` belonged to a layer that `truly_sparse` or `masked_dense` replaced (and still lives, e.g. in an old optimizer)"
-    return _replaced_by(p) is not None
-
 def _parents(model:nn.Module)->dict[int, list[tuple[nn.Module, str]]]:
     "Every (parent, attribute name) under which each submodule of `model` appears"
     res = {}
@@ -488,7 +484,7 @@ def _has_state(opt)->bool:
 def _drop_stale_opt(learn):
     "Drop the optimizer of fastai `Learner` `learn` if it holds weights `truly_sparse` replaced (the next `fit` builds one for the converted model); warn if it kept state"
     opt = getattr(learn, 'opt', None)
-    if opt is None or not hasattr(learn, 'create_opt') or not any(_was_replaced(p) for p in _opt_params(getattr(opt, 'opt', opt))): return
+    if opt is None or not hasattr(learn, 'create_opt') or not any(_replaced_by(p) is not None for p in _opt_params(getattr(opt, 'opt', opt))): return
     if _has_state(opt):
         warnings.warn("truly_sparse dropped the learner's optimizer, which trained the dense weights it replaced, and with it the optimizer's state "
                       "(momentum, Adam moments) of every parameter: the next fit starts a new optimizer from zero state", stacklevel=3)

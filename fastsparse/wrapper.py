@@ -17,7 +17,6 @@ __all__ = ['DynamicSparseTrainingOptimizerWrapper']
 
 # %% ../nbs/04_pytorch.ipynb #c096807e
 _step_patches = ('step', '_opt_called')  # what an LR scheduler sets on an optimizer instance (its step counter): not pickled
-def _noop(): pass
 
 class DynamicSparseTrainingOptimizerWrapper(torch.optim.Optimizer):
     "Wraps a torch optimizer: every `batches_per_update` steps, `step()` updates the sparse topology (SET, SNFS, RigL)"
@@ -58,7 +57,7 @@ class DynamicSparseTrainingOptimizerWrapper(torch.optim.Optimizer):
     def zero_grad(self, set_to_none:bool=True):
         "Zero the optimizer's gradients, and forget what truly sparse layers recorded for a step that did not happen (`clear_record`)"
         self.opt.zero_grad(set_to_none=set_to_none)
-        for l in self.engine.layers: getattr(l, 'clear_record', _noop)()
+        self.engine.clear_records()
     def __getstate__(self)->dict: return {k: v for k, v in self.__dict__.items() if k not in _step_patches}  # torch's keeps only defaults, state, param_groups
     def __setstate__(self, state:dict): self.__dict__.update(state)  # torch's would wrap this class's `step` in its profiling hooks
     def __repr__(self): return f"DynamicSparseTrainingOptimizerWrapper({type(self.opt).__name__}, step {self.n_step}, {self.n_updates} updates)"
